@@ -1,0 +1,4 @@
+{#- Use folder schemas as named (staging, intermediate, marts), not prefixed by the target's. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {{ custom_schema_name | trim if custom_schema_name else target.schema }}
+{%- endmacro %}

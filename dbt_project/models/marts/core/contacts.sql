@@ -1,0 +1,52 @@
+with
+
+contacts as (
+
+    select * from {{ ref('int_contacts_deduplicated') }}
+
+),
+
+consents as (
+
+    select * from {{ ref('int_consents_pivoted_to_contacts') }}
+
+),
+
+activations as (
+
+    select
+        contact_id,
+        min(occurred_at) as activated_at,
+        max(loaded_at) as loaded_at
+    from {{ ref('stg_app__events') }}
+    where event_name = '{{ var("activation_event") }}'
+    group by contact_id
+
+),
+
+final as (
+
+    select
+        contacts.contact_id,
+        contacts.email,
+        contacts.phone,
+        contacts.first_name,
+        contacts.last_name,
+        contacts.time_zone,
+        contacts.locale,
+        contacts.lifecycle_stage,
+        coalesce(consents.has_email_consent, false) as has_email_consent,
+        coalesce(consents.has_sms_consent, false) as has_sms_consent,
+        activations.activated_at is not null as is_activated,
+        activations.activated_at,
+        contacts.lifecycle_stage_changed_at,
+        contacts.created_at,
+        contacts.updated_at,
+        greatest(contacts.loaded_at, consents.loaded_at, activations.loaded_at) as source_loaded_at
+    from contacts
+    left join consents using (contact_id)
+    left join activations using (contact_id)
+
+)
+
+select * from final

@@ -1,0 +1,40 @@
+-- Everyone who entered onboarding, with what the planner needs to decide each step.
+-- Contacts without consent or with bad addresses stay in: the planner records why it
+-- sends them nothing.
+with
+
+enrollments as (
+
+    select * from {{ ref('int_onboarding_enrollments') }}
+
+),
+
+contacts as (
+
+    select * from {{ ref('contacts') }}
+
+),
+
+final as (
+
+    select
+        enrollments.contact_id,
+        enrollments.enrollment_id,
+        enrollments.entry_source,
+        enrollments.enrolled_at,
+        contacts.email,
+        contacts.phone,
+        contacts.first_name,
+        contacts.time_zone,
+        contacts.locale,
+        contacts.has_email_consent,
+        contacts.has_sms_consent,
+        contacts.is_activated,
+        contacts.activated_at,
+        greatest(enrollments.loaded_at, contacts.source_loaded_at) as source_loaded_at
+    from enrollments
+    inner join contacts using (contact_id)
+
+)
+
+select * from final

@@ -1,0 +1,117 @@
+"""Compile a Program into an Airflow DAG.
+
+    prepare ─▶ dbt (Cosmos: the audience and its parents) ─▶ guard ─▶ plan
+        ─▶ send[one per batch of 500, email or SMS] ─▶ summarize ─▶ dbt_report (message_sends)
+
+Parsing stays cheap: dbt is loaded from its manifest (never run at parse time) and the
+heavy libraries are imported inside the tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from nurture import settings
+from nurture.program import Program
+
+DBT_PROFILE = "nurture"
+REPORT_MODELS = ("stg_nurture__message_ledger", "message_sends")
+DISPATCH_POOL = "provider_dispatch"  # bounds concurrent send tasks across all programs
+
+
+def build_dag(program: Program):
+    from airflow.sdk import DAG, Param, task
+
+    with DAG(
+        dag_id=program.name,
+        schedule=program.schedule,
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["nurture", *program.tags],
+        doc_md=program.doc_md,
+        default_args={"owner": program.owner, "retries": 2,
+                      "retry_delay": timedelta(minutes=1)},
+        params={
+            "dry_run": Param(
+                False, type="boolean", title="Dry run",
+                description="Plan everything and show what would be sent; send nothing and "
+                "record nothing in the ledger.",
+            ),
+        },
+    ) as dag:
+
+        @task(retries=0)
+        def prepare() -> None:
+            from nurture import tasks
+
+            tasks.prepare()
+
+        @task(retries=0)
+        def guard(run_id=None) -> dict:
+            from nurture import tasks
+
+            return tasks.check_audience(program, run_id=run_id)
+
+        @task
+        def plan(params=None, run_id=None, ti=None) -> list[dict]:
+            """Record decisions; returns the batches to send, one mapped `send` each."""
+            from nurture import tasks
+
+            made = tasks.plan(program, run_id=run_id, dry_run=params["dry_run"])
+            ti.xcom_push(key="counts", value=made["counts"])
+            return made["batches"]
+
+        @task(pool=DISPATCH_POOL, map_index_template="{{ channel }} batch {{ batch_no }}")
+        def send(channel: str, batch_no: int, run_id=None) -> dict:
+            from nurture import tasks
+
+            return tasks.send(program, run_id=run_id, channel=channel, batch_no=batch_no)
+
+        @task(trigger_rule="all_done", retries=0)
+        def summarize(params=None, run_id=None, ti=None) -> dict:
+            from nurture import tasks
+
+            counts = ti.xcom_pull(task_ids="plan", key="counts", default=None)
+            return tasks.finish(program, run_id=run_id, dry_run=params["dry_run"],
+                                plan_counts=counts or {})
+
+        planned = plan()
+        sent = send.expand_kwargs(planned)
+        prepare() >> _dbt_group("dbt", [f"+{program.audience}"]) >> guard() >> planned
+        sent >> summarize() >> _dbt_group("dbt_report", list(REPORT_MODELS))
+    return dag
+
+
+def _dbt_group(group_id: str, select: list[str]):
+    from cosmos import (
+        DbtTaskGroup,
+        ExecutionConfig,
+        LoadMode,
+        ProfileConfig,
+        ProjectConfig,
+        RenderConfig,
+        TestBehavior,
+    )
+
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=settings.DBT_PROJECT_DIR,
+            manifest_path=settings.DBT_MANIFEST,
+            install_dbt_deps=False,
+        ),
+        profile_config=ProfileConfig(
+            profile_name=DBT_PROFILE,
+            target_name="dev",
+            profiles_yml_filepath=settings.DBT_PROJECT_DIR / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            select=select,
+            test_behavior=TestBehavior.BUILD,
+            emit_datasets=False,
+        ),
+        operator_args={"retries": 1},
+    )

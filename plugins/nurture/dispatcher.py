@@ -1,0 +1,114 @@
+"""Send one batch of planned messages: render, call the provider, settle the ledger.
+
+Throughput comes from concurrency, not a faster loop: providers answer in tens to hundreds
+of milliseconds, so a batch goes out over a bounded thread pool. Ledger writes are one
+statement per batch. Anything that goes wrong with one message is that message's outcome,
+never the batch's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from nurture import ledger
+from nurture.exceptions import ProviderError
+from nurture.program import Program
+from nurture.providers import EmailMessage, SmsMessage
+from nurture.templates import TemplateProblem, TemplateSet
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What one batch needs besides its rows."""
+
+    program: Program
+    templates: TemplateSet
+    send_email: Callable[[EmailMessage], str]
+    send_sms: Callable[[SmsMessage], str]
+    public_url: str | None = None
+    concurrency: int = 16
+
+
+def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
+                   batch_no: int) -> dict[str, dict[str, int]]:
+    """Send a batch; returns {step: {outcome or reason: count}}."""
+    rows = ledger.claim_batch(conn, dag_run_id=dag_run_id, channel=channel, batch_no=batch_no)
+    contacts = _contacts(conn, job.program, [row["contact_id"] for row in rows])
+    with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
+        outcomes = list(pool.map(lambda row: deliver(job, row, contacts.get(row["contact_id"])),
+                                 rows))
+    ledger.settle(conn, outcomes)
+    counts: dict[str, Counter] = {}
+    for row, outcome in zip(rows, outcomes, strict=True):
+        label = "sent" if outcome.state == "sent" else reason_category(outcome.reason)
+        counts.setdefault(row["step"], Counter())[label] += 1
+    return {step: dict(counter) for step, counter in counts.items()}
+
+
+def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None
+            ) -> ledger.Outcome:
+    ledger_id = row["ledger_id"]
+    if contact is None:
+        return ledger.Outcome(ledger_id, "failed", "left_audience: contact no longer in audience")
+    step = job.program.step(row["step"])
+    context = {key: value for key, value in contact.items() if value is not None}
+    context.update(sender_name=job.program.sender.name, program=job.program.name,
+                   step=step.name, locale=row["locale"])
+    try:
+        rendered = job.templates.render(step.template, step.channel, row["locale"], context)
+    except TemplateProblem as problem:
+        return ledger.Outcome(ledger_id, "failed", f"template_error: {problem}")
+    try:
+        if step.channel == "email":
+            message_id = job.send_email(EmailMessage(
+                to=row["recipient"], subject=rendered.subject, text=rendered.text,
+                html=rendered.html, from_email=job.program.sender.email,
+                from_name=job.program.sender.name,
+                custom_args={"ledger_id": ledger_id, "program": job.program.name,
+                             "step": step.name},
+                categories=(job.program.name,),
+            ))
+        else:
+            message_id = job.send_sms(SmsMessage(
+                to=row["recipient"], body=rendered.text,
+                status_callback=_status_callback(job, ledger_id, step.name),
+            ))
+    except ProviderError as err:
+        state = "unknown" if err.ambiguous else "failed"
+        category = "provider_outcome_unknown" if err.ambiguous else "provider_rejected"
+        return ledger.Outcome(ledger_id, state, f"{category}: {err}",
+                              template_version=rendered.version)
+    except Exception as err:  # a bug must cost one message, and it may have gone out
+        return ledger.Outcome(ledger_id, "unknown", f"dispatch_error: {type(err).__name__}: {err}",
+                              template_version=rendered.version)
+    return ledger.Outcome(ledger_id, "sent", provider_message_id=message_id,
+                          template_version=rendered.version)
+
+
+def reason_category(reason: str | None) -> str:
+    """`template_error: welcome/en/subject.txt: 'first_name' is undefined` -> `template_error`."""
+    return (reason or "unknown").split(":", 1)[0]
+
+
+def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:
+    if not job.public_url:
+        return None
+    query = urlencode({"ledger_id": ledger_id, "program": job.program.name, "step": step})
+    return f"{job.public_url}/webhooks/twilio/status?{query}"
+
+
+def _contacts(conn, program: Program, contact_ids: list[str]) -> dict[str, dict[str, Any]]:
+    from psycopg2.extras import RealDictCursor
+
+    if not contact_ids:
+        return {}
+    with conn.cursor(cursor_factory=RealDictCursor) as cur:
+        cur.execute(
+            f"select * from marts.{program.audience} where contact_id = any(%s)", (contact_ids,)
+        )
+        return {row["contact_id"]: dict(row) for row in cur}

@@ -1,0 +1,61 @@
+"""Running the emulator: in the foreground (`make run`) or in a thread (tests, e2e).
+
+The thread variant binds its socket itself before uvicorn starts, so the port is known and
+free with no race, and it returns only once the server answers requests.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from nurture.emulator.app import create_app
+from nurture.emulator.store import OutboxStore
+
+STARTUP_TIMEOUT_S = 5.0
+
+
+def serve(
+    host: str, port: int, store_path: Path | str, *,
+    sendgrid_api_key: str, twilio_account_sid: str, twilio_auth_token: str,
+) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM)."""
+    app = create_app(OutboxStore(Path(store_path)), sendgrid_api_key=sendgrid_api_key,
+                     twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token)
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+
+
+@contextmanager
+def run_in_thread(
+    store_path: Path | str, *,
+    sendgrid_api_key: str, twilio_account_sid: str, twilio_auth_token: str,
+) -> Iterator[str]:
+    """Serve on 127.0.0.1 on a free port in a daemon thread; yields the base URL."""
+    app = create_app(OutboxStore(Path(store_path)), sendgrid_api_key=sendgrid_api_key,
+                     twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name=f"provider-emulator-{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("provider emulator failed to start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STARTUP_TIMEOUT_S)
+        sock.close()

@@ -1,0 +1,216 @@
+"""The ledger: one row per (program, step, contact, enrollment), the single record of what
+was decided and sent.
+
+Its unique key is what makes retries, re-runs and backfills safe: a decision is written
+once, and only rows this run wrote as `planned` are ever dispatched. A row is marked
+`sending` (committed) before its request leaves, so a worker that dies mid-batch leaves
+evidence: on retry those rows become `unknown`, never a second send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg2.extras import execute_values
+
+SCHEMA_DDL = """
+create schema if not exists nurture;
+
+create table if not exists nurture.message_ledger (
+    ledger_id uuid primary key default gen_random_uuid(),
+    program text not null,
+    step text not null,
+    contact_id text not null,
+    enrollment_id text not null,
+    channel text not null check (channel in ('email', 'sms')),
+    state text not null
+        check (state in ('planned', 'sending', 'sent', 'failed', 'unknown', 'skipped')),
+    reason text,
+    recipient text,
+    locale text,
+    template_version text,
+    provider_message_id text,
+    dag_run_id text,
+    batch_no integer,
+    due_at timestamptz not null,
+    planned_at timestamptz not null default now(),
+    sent_at timestamptz,
+    updated_at timestamptz not null default now(),
+    unique (program, step, contact_id, enrollment_id)
+);
+
+create index if not exists message_ledger_run_batch
+    on nurture.message_ledger (dag_run_id, channel, batch_no);
+
+create table if not exists nurture.guard_results (
+    program text not null,
+    dag_run_id text not null,
+    checked_at timestamptz not null default now(),
+    success boolean not null,
+    row_count integer,
+    failures jsonb not null,
+    result jsonb not null,
+    primary key (program, dag_run_id, checked_at)
+);
+
+create table if not exists nurture.run_summaries (
+    program text not null,
+    dag_run_id text not null,
+    finished_at timestamptz not null default now(),
+    summary jsonb not null,
+    primary key (program, dag_run_id)
+);
+"""
+
+FINAL_STATES = ("sent", "failed", "unknown", "skipped")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A decision to record: `planned` (to dispatch) or `skipped` with a reason."""
+
+    program: str
+    step: str
+    contact_id: str
+    enrollment_id: str
+    channel: str
+    state: str
+    due_at: datetime
+    reason: str | None = None
+    recipient: str | None = None
+    locale: str | None = None
+    batch_no: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one dispatched row."""
+
+    ledger_id: str
+    state: str
+    reason: str | None = None
+    provider_message_id: str | None = None
+    template_version: str | None = None
+
+
+def ensure_schema(conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute(SCHEMA_DDL)
+
+
+def existing_states(conn, program: str) -> dict[tuple[str, str, str], str]:
+    """(step, contact_id, enrollment_id) -> state, for everything already decided."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "select step, contact_id, enrollment_id, state from nurture.message_ledger"
+            " where program = %s",
+            (program,),
+        )
+        return {(step, contact, enrollment): state for step, contact, enrollment, state in cur}
+
+
+def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
+    """Insert decisions in one statement; a row another run already wrote is left alone.
+
+    Returns how many rows this call inserted.
+    """
+    if not entries:
+        return 0
+    with conn.cursor() as cur:
+        inserted = execute_values(
+            cur,
+            """
+            insert into nurture.message_ledger (program, step, contact_id, enrollment_id,
+                channel, state, reason, recipient, locale, due_at, batch_no, dag_run_id)
+            values %s
+            on conflict (program, step, contact_id, enrollment_id) do nothing
+            returning 1
+            """,
+            [
+                (e.program, e.step, e.contact_id, e.enrollment_id, e.channel, e.state, e.reason,
+                 e.recipient, e.locale, e.due_at, e.batch_no, dag_run_id)
+                for e in entries
+            ],
+            page_size=1000,
+            fetch=True,
+        )
+    return len(inserted)
+
+
+def claim_batch(conn, *, dag_run_id: str, channel: str, batch_no: int) -> list[dict]:
+    """Mark a batch's planned rows `sending` and return them; commits before any send.
+
+    Rows a previous, interrupted attempt left in `sending` may have gone out: they become
+    `unknown` instead of being sent again.
+    """
+    key = (dag_run_id, channel, batch_no)
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            update nurture.message_ledger
+               set state = 'unknown', reason = 'interrupted_during_send', updated_at = now()
+             where dag_run_id = %s and channel = %s and batch_no = %s and state = 'sending'
+            """,
+            key,
+        )
+        cur.execute(
+            """
+            update nurture.message_ledger
+               set state = 'sending', updated_at = now()
+             where dag_run_id = %s and channel = %s and batch_no = %s and state = 'planned'
+            returning ledger_id::text, program, step, contact_id, enrollment_id, channel,
+                      recipient, locale
+            """,
+            key,
+        )
+        columns = [c.name for c in cur.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
+def settle(conn, outcomes: Iterable[Outcome]) -> None:
+    """Write the outcomes of a dispatched batch in one statement."""
+    rows = [
+        (o.ledger_id, o.state, o.reason, o.provider_message_id, o.template_version)
+        for o in outcomes
+    ]
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        execute_values(
+            cur,
+            """
+            update nurture.message_ledger as ledger
+               set state = outcome.state,
+                   reason = outcome.reason,
+                   provider_message_id = outcome.provider_message_id,
+                   template_version = outcome.template_version,
+                   sent_at = case when outcome.state = 'sent' then now() end,
+                   updated_at = now()
+              from (values %s) as outcome (ledger_id, state, reason, provider_message_id,
+                                           template_version)
+             where ledger.ledger_id = outcome.ledger_id::uuid
+               and ledger.state = 'sending'
+            """,
+            rows,
+            page_size=1000,
+        )
+    conn.commit()
+
+
+def run_counts(conn, *, program: str, dag_run_id: str) -> list[tuple[str, str, str, int]]:
+    """(step, state, reason, count) for the rows one run wrote."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            select step, state, coalesce(reason, ''), count(*)
+              from nurture.message_ledger
+             where program = %s and dag_run_id = %s
+             group by 1, 2, 3
+            """,
+            (program, dag_run_id),
+        )
+        return cur.fetchall()

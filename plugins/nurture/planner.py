@@ -1,0 +1,119 @@
+"""Who is owed which message now: the audience × the program's steps, minus everything
+that stops a message, each stop with its reason.
+
+`decide` is the whole policy for one contact and one step, pure so it can be tested
+without a database; `plan` applies it to the audience and writes the decisions to the
+ledger in batches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from nurture import addresses, ledger
+from nurture.program import Program, Step
+
+SEND, SKIP, WAIT = "send", "skip", "wait"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`send`: plan it; `skip`: record why not, for good; `wait`: nothing to record yet."""
+
+    action: str
+    reason: str
+    recipient: str | None = None
+    locale: str | None = None
+
+
+def decide(
+    program: Program,
+    step: Step,
+    contact: Mapping[str, Any],
+    *,
+    now: datetime,
+    existing_state: str | None = None,
+) -> Decision:
+    if existing_state is not None:
+        return Decision(WAIT, f"already_{existing_state}")
+    due_at = contact["enrolled_at"] + step.after
+    if now < due_at:
+        return Decision(WAIT, "not_due")
+    if program.goal and contact.get(program.goal):
+        return Decision(SKIP, "goal_reached")
+    if step.condition and not contact.get(step.condition):
+        return Decision(SKIP, "condition_not_met")
+    if now - due_at > step.expires_after:
+        return Decision(SKIP, "expired")
+    if not contact.get(f"has_{step.channel}_consent"):
+        return Decision(SKIP, "no_consent")
+    try:
+        if step.channel == "email":
+            recipient = addresses.email_address(contact.get("email"))
+        else:
+            recipient = addresses.phone_number(contact.get("phone"))
+        locale = addresses.locale(contact.get("locale"), program.default_locale)
+        if program.send_window.applies_to(step.channel):
+            local = now.astimezone(addresses.time_zone(contact.get("time_zone")))
+            if not program.send_window.contains(local.time()):
+                return Decision(WAIT, "outside_send_window")
+    except addresses.Unusable as unusable:
+        return Decision(SKIP, unusable.reason)
+    return Decision(SEND, "due", recipient=recipient, locale=locale)
+
+
+@dataclass
+class Plan:
+    """Counts per step and reason, and the batches to dispatch per channel."""
+
+    counts: dict[str, Counter] = field(default_factory=dict)
+    batches: dict[str, list[int]] = field(default_factory=dict)
+    entries: list[ledger.Entry] = field(default_factory=list)
+
+
+def make_plan(
+    program: Program,
+    audience: list[Mapping[str, Any]],
+    existing: Mapping[tuple[str, str, str], str],
+    *,
+    now: datetime,
+    batch_size: int,
+) -> Plan:
+    plan = Plan(counts={step.name: Counter() for step in program.steps})
+    position = dict.fromkeys(program.channels, 0)
+    for contact in audience:
+        for step in program.steps:
+            key = (step.name, contact["contact_id"], contact["enrollment_id"])
+            decision = decide(program, step, contact, now=now, existing_state=existing.get(key))
+            plan.counts[step.name][decision.reason if decision.action != SEND else "planned"] += 1
+            if decision.action == WAIT:
+                continue
+            batch_no = None
+            if decision.action == SEND:
+                batch_no = position[step.channel] // batch_size
+                position[step.channel] += 1
+            plan.entries.append(ledger.Entry(
+                program=program.name, step=step.name, contact_id=contact["contact_id"],
+                enrollment_id=contact["enrollment_id"], channel=step.channel,
+                state="planned" if decision.action == SEND else "skipped",
+                reason=None if decision.action == SEND else decision.reason,
+                recipient=decision.recipient, locale=decision.locale,
+                due_at=contact["enrolled_at"] + step.after, batch_no=batch_no,
+            ))
+    plan.batches = {
+        channel: list(range(-(-count // batch_size))) for channel, count in position.items()
+    }
+    return plan
+
+
+def read_audience(conn, program: Program) -> list[dict[str, Any]]:
+    from psycopg2.extras import RealDictCursor
+
+    with conn.cursor(cursor_factory=RealDictCursor) as cur:
+        # The model name was checked as an identifier when the program was defined.
+        cur.execute(f"select * from marts.{program.audience} order by contact_id")
+        return [dict(row) for row in cur]

@@ -1,0 +1,99 @@
+"""A run's summary: per step, what was sent and what was not, with reasons.
+
+Built from the planner's counts and the dispatcher's outcomes, kept in
+`nurture.run_summaries`, returned to XCom and printed by `nurture run`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from nurture.program import Program
+
+WAITING = ("not_due", "outside_send_window")
+
+
+def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
+          outcomes: Iterable[tuple[str, str, str, int]], *, dry_run: bool,
+          guard: Mapping | None = None) -> dict:
+    """`plan_counts`: {step: {reason or "planned": n}} from the planner; `outcomes`: the
+    ledger's (step, state, reason, n) for this run. Skips are counted once, from the plan."""
+    steps = {}
+    for step in program.steps:
+        not_sent: Counter = Counter()
+        waiting: Counter = Counter()
+        planned = 0
+        for label, count in plan_counts.get(step.name, {}).items():
+            if label == "planned":
+                planned += count
+            elif label in WAITING:
+                waiting[label] += count
+            else:
+                not_sent[label] += count
+        steps[step.name] = {"step": step.name, "channel": step.channel, "planned": planned,
+                            "sent": 0, "not_sent": not_sent, "waiting": waiting}
+    for step_name, state, reason, count in outcomes:
+        if state == "sent":
+            steps[step_name]["sent"] += count
+        elif state in ("planned", "sending"):  # a send task that never finished
+            steps[step_name]["not_sent"]["not_dispatched"] += count
+        elif state != "skipped":
+            steps[step_name]["not_sent"][reason.split(":", 1)[0] or state] += count
+    for entry in steps.values():
+        entry["not_sent"] = dict(sorted(entry["not_sent"].items()))
+        entry["waiting"] = dict(sorted(entry["waiting"].items()))
+    return {
+        "program": program.name,
+        "dry_run": dry_run,
+        "guard": dict(guard or {}),
+        "steps": list(steps.values()),  # in program order
+        "sent": sum(entry["sent"] for entry in steps.values()),
+        "planned": sum(entry["planned"] for entry in steps.values()),
+    }
+
+
+def format_table(summary: Mapping) -> str:
+    """The summary as a plain-text table for a terminal or a task log."""
+    sent_header = "would send" if summary["dry_run"] else "sent"
+    lines = [f"{summary['program']}{' (dry run: nothing sent)' if summary['dry_run'] else ''}",
+             f"{'step':<14}{'channel':<9}{sent_header:>11}  not sent (reason: count)"]
+    for entry in summary["steps"]:
+        name = entry["step"]
+        shown = entry["planned"] if summary["dry_run"] else entry["sent"]
+        reasons = ", ".join(f"{r}: {n}" for r, n in entry["not_sent"].items()) or "-"
+        lines.append(f"{name:<14}{entry['channel']:<9}{shown:>11}  {reasons}")
+        if entry["waiting"]:
+            waiting = ", ".join(f"{r}: {n}" for r, n in entry["waiting"].items())
+            lines.append(f"{'':<23}{'':>11}  waiting: {waiting}")
+    if not summary["dry_run"] and summary["sent"] == 0 and summary["planned"] == 0:
+        lines.append("Nothing new to send: every due message is already in the ledger "
+                     "or still waiting.")
+    guard = summary.get("guard") or {}
+    if guard:
+        lines.append(f"guard: {'passed' if guard.get('success') else 'FAILED'} on "
+                     f"{guard.get('row_count')} audience rows")
+    return "\n".join(lines)
+
+
+def store(conn, summary: Mapping, *, dag_run_id: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            insert into nurture.run_summaries (program, dag_run_id, summary) values (%s, %s, %s)
+            on conflict (program, dag_run_id)
+            do update set summary = excluded.summary, finished_at = now()
+            """,
+            (summary["program"], dag_run_id, json.dumps(summary)),
+        )
+
+
+def load(conn, *, program: str, dag_run_id: str) -> dict | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select summary from nurture.run_summaries where program = %s and dag_run_id = %s",
+            (program, dag_run_id),
+        )
+        row = cur.fetchone()
+    return row[0] if row else None

@@ -1,0 +1,136 @@
+"""What each task of a program DAG does, as plain functions of (program, run id, ...).
+
+The DAG factory wraps these in Airflow tasks; tests can call them directly. Each returns a
+small summary fit for XCom.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+from nurture import guard, ledger, planner, settings, summary, warehouse
+from nurture.dispatcher import Dispatch, dispatch_batch
+from nurture.exceptions import GuardFailed
+from nurture.program import Program
+from nurture.templates import TemplateSet
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+MAX_SOURCE_AGE = timedelta(hours=24)
+
+
+def prepare() -> None:
+    """Create Nurture's own tables if this warehouse has never seen them."""
+    with warehouse.connect() as conn:
+        ledger.ensure_schema(conn)
+
+
+def check_audience(program: Program, *, run_id: str) -> dict:
+    """Run the program's expectation suite; raise GuardFailed (nothing sent) on failure."""
+    with warehouse.connect() as conn:
+        last_good = _last_good_row_count(conn, program.name)
+    min_rows, max_rows = guard.row_count_bounds(last_good)
+    result = guard.validate(
+        suite_file=settings.EXPECTATIONS_DIR / f"{program.audience}.json",
+        warehouse_url=settings.warehouse_url() or "",
+        schema="marts",
+        table=program.audience,
+        parameters={"min_rows": min_rows, "max_rows": max_rows,
+                    "fresh_after": datetime.now(UTC) - MAX_SOURCE_AGE},
+    )
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "insert into nurture.guard_results (program, dag_run_id, success, row_count,"
+            " failures, result) values (%s, %s, %s, %s, %s, %s)",
+            (program.name, run_id, result.success, result.row_count,
+             json.dumps(list(result.failures)), json.dumps(result.result, default=str)),
+        )
+    outcome = {"success": result.success, "row_count": result.row_count,
+               "failures": list(result.failures)}
+    if not result.success:
+        raise GuardFailed(
+            f"the guard refused the {program.audience} audience, so nothing is sent. Failed: "
+            + "; ".join(result.failures)
+            + f". Full result: select result from nurture.guard_results where dag_run_id = "
+            f"'{run_id}'"
+        )
+    return outcome
+
+
+def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
+    """Decide every (contact, step) pair; record decisions unless this is a dry run."""
+    with warehouse.connect() as conn:
+        audience = planner.read_audience(conn, program)
+        existing = ledger.existing_states(conn, program.name)
+        made = planner.make_plan(program, audience, existing, now=datetime.now(UTC),
+                                 batch_size=BATCH_SIZE)
+        if not dry_run:
+            inserted = ledger.record(conn, made.entries, dag_run_id=run_id)
+            if inserted < len(made.entries):
+                log.warning("%d decisions were already recorded by another run",
+                            len(made.entries) - inserted)
+    batches = [] if dry_run else [
+        {"channel": channel, "batch_no": batch_no}
+        for channel, numbers in made.batches.items() for batch_no in numbers
+    ]
+    return {"counts": {step: dict(c) for step, c in made.counts.items()}, "batches": batches}
+
+
+def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
+    """Dispatch one batch of this run's planned messages on one channel."""
+    from airflow.sdk import Variable
+
+    from nurture.providers import SendGridHook, TwilioHook
+
+    job = Dispatch(
+        program=program,
+        templates=TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale),
+        send_email=SendGridHook().send,
+        send_sms=TwilioHook().send,
+        public_url=settings.public_url(),
+        concurrency=int(Variable.get("nurture_dispatch_concurrency", default=16)),
+    )
+    with warehouse.connect() as conn:
+        return dispatch_batch(conn, job, dag_run_id=run_id, channel=channel, batch_no=batch_no)
+
+
+def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict) -> dict:
+    """Store and log the run's summary; fail the run if the guard stopped it.
+
+    Outcomes are read back from the ledger rather than from the send tasks, so the summary
+    is right even when a send task failed or was retried.
+    """
+    with warehouse.connect() as conn:
+        guard_row = _guard_for_run(conn, program.name, run_id)
+        outcomes = ledger.run_counts(conn, program=program.name, dag_run_id=run_id)
+        made = summary.build(program, plan_counts, outcomes, dry_run=dry_run, guard=guard_row)
+        summary.store(conn, made, dag_run_id=run_id)
+    log.info("summary of %s:\n%s", run_id, summary.format_table(made))
+    if guard_row and not guard_row["success"]:
+        raise GuardFailed("the guard failed: nothing was sent. " + "; ".join(guard_row["failures"]))
+    return made
+
+
+def _last_good_row_count(conn, program: str) -> int | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select row_count from nurture.guard_results where program = %s and success"
+            " order by checked_at desc limit 1",
+            (program,),
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _guard_for_run(conn, program: str, run_id: str) -> dict | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select success, row_count, failures from nurture.guard_results"
+            " where program = %s and dag_run_id = %s order by checked_at desc limit 1",
+            (program, run_id),
+        )
+        row = cur.fetchone()
+    return {"success": row[0], "row_count": row[1], "failures": row[2]} if row else None
