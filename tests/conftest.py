@@ -12,9 +12,12 @@ from pathlib import Path
 
 _STATE = Path(tempfile.mkdtemp(prefix="nurture-tests-"))
 os.environ["NURTURE_STATE_DIR"] = str(_STATE)
-os.environ.pop("NURTURE_WAREHOUSE_URL", None)
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+for _key in ("NURTURE_WAREHOUSE_URL", "NURTURE_PUBLIC_URL", "AIRFLOW_HOME"):
+    os.environ.pop(_key, None)
+
+from nurture import airflow_env  # noqa: E402
+
+airflow_env.configure()  # before anything imports airflow and reads its config
 
 import pytest  # noqa: E402
 
@@ -34,3 +37,25 @@ def warehouse_url(state_dir: Path):
     export_env(url)
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db(state_dir: Path) -> Path:
+    """Airflow's metadata database, migrated, with airflow_settings.yaml loaded."""
+    from nurture import runner, settings
+
+    if not settings.DBT_MANIFEST.exists():
+        pytest.fail("dbt_project/target/manifest.json is missing: run the suite with `make test`")
+    runner.prepare_airflow()
+    return Path(os.environ["AIRFLOW_HOME"])
+
+
+@pytest.fixture
+def emulator(tmp_path: Path):
+    """The provider emulator in a thread, with the connections pointed at it."""
+    from nurture.emulator import OutboxStore
+    from nurture.runner import emulated_providers
+
+    outbox = tmp_path / "outbox.sqlite"
+    with emulated_providers(outbox) as base_url:
+        yield base_url, OutboxStore(outbox)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from nurture.exceptions import ConfigurationError, GuardFailed
 from nurture.guard import row_count_bounds, validate
 from nurture.warehouse import connect

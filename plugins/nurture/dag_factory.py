@@ -92,6 +92,7 @@ def _dbt_group(group_id: str, select: list[str]):
         ProjectConfig,
         RenderConfig,
         TestBehavior,
+        TestIndirectSelection,
     )
 
     return DbtTaskGroup(
@@ -106,7 +107,9 @@ def _dbt_group(group_id: str, select: list[str]):
             target_name="dev",
             profiles_yml_filepath=settings.DBT_PROJECT_DIR / "profiles.yml",
         ),
-        execution_config=ExecutionConfig(),
+        # Cautious: a model's build runs only the tests whose every parent is built by then
+        # (a relationships test from a downstream model must not run before that model).
+        execution_config=ExecutionConfig(test_indirect_selection=TestIndirectSelection.CAUTIOUS),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             select=select,

@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 
 from nurture import ledger
 from nurture.exceptions import ProviderError
-from nurture.program import Program
+from nurture.program import Program, Step
 from nurture.providers import EmailMessage, SmsMessage
-from nurture.templates import TemplateProblem, TemplateSet
+from nurture.templates import Rendered, TemplateProblem, TemplateSet
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,8 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
     if contact is None:
         return ledger.Outcome(ledger_id, "failed", "left_audience: contact no longer in audience")
     step = job.program.step(row["step"])
-    context = {key: value for key, value in contact.items() if value is not None}
-    context.update(sender_name=job.program.sender.name, program=job.program.name,
-                   step=step.name, locale=row["locale"])
     try:
-        rendered = job.templates.render(step.template, step.channel, row["locale"], context)
+        rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
         return ledger.Outcome(ledger_id, "failed", f"template_error: {problem}")
     try:
@@ -88,6 +85,15 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
                               template_version=rendered.version)
     return ledger.Outcome(ledger_id, "sent", provider_message_id=message_id,
                           template_version=rendered.version)
+
+
+def render(program: Program, templates: TemplateSet, step: Step, locale: str,
+           contact: Mapping[str, Any]) -> Rendered:
+    """Render a step for one contact; a field the contact lacks is undefined, not empty."""
+    context = {key: value for key, value in contact.items() if value is not None}
+    context.update(sender_name=program.sender.name, program=program.name, step=step.name,
+                   locale=locale)
+    return templates.render(step.template, step.channel, locale, context)
 
 
 def reason_category(reason: str | None) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from nurture import addresses, ledger
+from nurture.exceptions import ProgramDefinitionError
 from nurture.program import Program, Step
 
 SEND, SKIP, WAIT = "send", "skip", "wait"
@@ -43,7 +44,7 @@ def decide(
     due_at = contact["enrolled_at"] + step.after
     if now < due_at:
         return Decision(WAIT, "not_due")
-    if program.goal and contact.get(program.goal):
+    if program.goal and contact.get(program.goal, True):  # no goal column: assume reached
         return Decision(SKIP, "goal_reached")
     if step.condition and not contact.get(step.condition):
         return Decision(SKIP, "condition_not_met")
@@ -83,6 +84,8 @@ def make_plan(
     now: datetime,
     batch_size: int,
 ) -> Plan:
+    if audience:
+        check_columns(program, audience[0].keys())
     plan = Plan(counts={step.name: Counter() for step in program.steps})
     position = dict.fromkeys(program.channels, 0)
     for contact in audience:
@@ -108,6 +111,28 @@ def make_plan(
         channel: list(range(-(-count // batch_size))) for channel, count in position.items()
     }
     return plan
+
+
+def required_columns(program: Program) -> set[str]:
+    columns = {"contact_id", "enrollment_id", "enrolled_at", "locale"}
+    columns |= {f"has_{channel}_consent" for channel in program.channels}
+    columns |= {"email" if channel == "email" else "phone" for channel in program.channels}
+    columns |= {step.condition for step in program.steps if step.condition}
+    if program.goal:
+        columns.add(program.goal)
+    if any(program.send_window.applies_to(channel) for channel in program.channels):
+        columns.add("time_zone")
+    return columns
+
+
+def check_columns(program: Program, columns) -> None:
+    """Fail before deciding anything when the audience lacks a column the program reads."""
+    missing = required_columns(program) - set(columns)
+    if missing:
+        raise ProgramDefinitionError(
+            f"audience {program.audience} lacks column(s) {', '.join(sorted(missing))} "
+            f"that program {program.name} needs"
+        )
 
 
 def read_audience(conn, program: Program) -> list[dict[str, Any]]:

@@ -67,7 +67,7 @@ def format_table(summary: Mapping) -> str:
         if entry["waiting"]:
             waiting = ", ".join(f"{r}: {n}" for r, n in entry["waiting"].items())
             lines.append(f"{'':<23}{'':>11}  waiting: {waiting}")
-    if not summary["dry_run"] and summary["sent"] == 0 and summary["planned"] == 0:
+    if summary["sent"] == 0 and summary["planned"] == 0:
         lines.append("Nothing new to send: every due message is already in the ledger "
                      "or still waiting.")
     guard = summary.get("guard") or {}

@@ -11,10 +11,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from nurture import guard, ledger, planner, settings, summary, warehouse
-from nurture.dispatcher import Dispatch, dispatch_batch
+from nurture.dispatcher import Dispatch, dispatch_batch, render
 from nurture.exceptions import GuardFailed
 from nurture.program import Program
-from nurture.templates import TemplateSet
+from nurture.templates import TemplateProblem, TemplateSet
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
         existing = ledger.existing_states(conn, program.name)
         made = planner.make_plan(program, audience, existing, now=datetime.now(UTC),
                                  batch_size=BATCH_SIZE)
-        if not dry_run:
+        if dry_run:
+            _count_template_errors(program, made, audience)
+        else:
             inserted = ledger.record(conn, made.entries, dag_run_id=run_id)
             if inserted < len(made.entries):
                 log.warning("%d decisions were already recorded by another run",
@@ -77,6 +79,21 @@ def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
         for channel, numbers in made.batches.items() for batch_no in numbers
     ]
     return {"counts": {step: dict(c) for step, c in made.counts.items()}, "batches": batches}
+
+
+def _count_template_errors(program: Program, made: planner.Plan, audience: list[dict]) -> None:
+    """A dry run renders every planned message, so it shows template errors too."""
+    templates = TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale)
+    contacts = {contact["contact_id"]: contact for contact in audience}
+    for entry in made.entries:
+        if entry.state != "planned":
+            continue
+        try:
+            render(program, templates, program.step(entry.step), entry.locale,
+                   contacts[entry.contact_id])
+        except TemplateProblem:
+            made.counts[entry.step]["planned"] -= 1
+            made.counts[entry.step]["template_error"] += 1
 
 
 def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:

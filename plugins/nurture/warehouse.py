@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +80,7 @@ class EmbeddedWarehouse:
 
     def start(self) -> str:
         """Initialise if new, start unless running, and return the URL."""
-        from pgserver._commands import initdb, pg_ctl
+        initdb, pg_ctl = _pg_commands()
 
         user = self._system_user()
         if not (self.pgdata / "PG_VERSION").exists():
@@ -106,7 +106,7 @@ class EmbeddedWarehouse:
         return self.url
 
     def stop(self) -> None:
-        from pgserver._commands import pg_ctl
+        _, pg_ctl = _pg_commands()
 
         if self.is_running():
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._system_user())
@@ -154,6 +154,14 @@ class EmbeddedWarehouse:
 
             entry = pwd.getpwnam(user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _pg_commands():
+    """pgserver's initdb and pg_ctl wrappers (importing pgserver warns about XDG dirs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import initdb, pg_ctl
+    return initdb, pg_ctl
 
 
 def _free_port() -> int:

@@ -1,0 +1,234 @@
+"""`nurture`: the command line for running programs and their local stand-ins."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from nurture import settings
+from nurture.exceptions import NurtureError
+
+OUTBOX = settings.STATE_DIR / "outbox.sqlite"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except NurtureError as err:
+        print(f"nurture: {err}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nurture", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run one program's DAG through Airflow, once")
+    run.add_argument("program")
+    run.add_argument("--dry-run", action="store_true", help="plan and report; send nothing")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--emulator", action="store_true",
+                     help="send to the local provider emulator instead of the connections")
+    run.add_argument("--verbose", action="store_true", help="show Airflow's log here")
+    run.set_defaults(handler=cmd_run)
+
+    outbox = commands.add_parser("outbox", help="what the provider emulator received")
+    outbox.add_argument("--json", action="store_true")
+    outbox.set_defaults(handler=cmd_outbox)
+
+    emulator = commands.add_parser("emulator", help="serve the provider emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8025)
+    emulator.set_defaults(handler=cmd_emulator)
+
+    seed = commands.add_parser("seed", help="load the demo dataset into the warehouse")
+    seed.set_defaults(handler=cmd_seed)
+
+    wh = commands.add_parser("warehouse", help="the embedded PostgreSQL warehouse")
+    wh.add_argument("action", choices=("start", "stop", "url"))
+    wh.set_defaults(handler=cmd_warehouse)
+
+    dbt = commands.add_parser("dbt", help="run dbt on dbt_project/ against the warehouse")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    dbt.set_defaults(handler=cmd_dbt)
+
+    af = commands.add_parser("airflow", help="airflow standalone on this project")
+    af.add_argument("--port", type=int, default=8080)
+    af.set_defaults(handler=cmd_airflow)
+
+    af_settings = commands.add_parser("airflow-settings",
+                                      help="load airflow_settings.yaml into Airflow")
+    af_settings.set_defaults(handler=cmd_airflow_settings)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from nurture import runner, summary
+
+    log_dir = settings.STATE_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    log_file = log_dir / f"{args.program}-{stamp}.log"
+    providers = runner.emulated_providers(OUTBOX) if args.emulator else contextlib.nullcontext()
+    with providers, _output_to(None if args.verbose else log_file):
+        result = runner.run_program(args.program, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"run_id": result.run_id, "state": result.state,
+                          "summary": result.summary}, indent=2, default=str))
+    else:
+        print(summary.format_table(result.summary) if result.summary else "no summary recorded")
+        print(f"\nrun {result.run_id}: {result.state}")
+        if not args.verbose:
+            print(f"Airflow's log of this run: {log_file}")
+        if args.emulator:
+            print(f"What was sent: `nurture outbox` (the emulator's outbox is {OUTBOX});"
+                  " every decision: `select * from marts.message_sends` in the warehouse"
+                  " (`nurture warehouse url`).")
+    return 0 if result.state.endswith("success") else 1
+
+
+def cmd_outbox(args) -> int:
+    from nurture.emulator import OutboxStore
+
+    messages = OutboxStore(OUTBOX).messages() if OUTBOX.exists() else []
+    if args.json:
+        print(json.dumps(messages, indent=2, default=str))
+        return 0
+    print(f"{'channel':<8}{'recipient':<38}{'program':<12}{'step':<12}subject / body")
+    for m in messages:
+        content = (m.get("subject") if m["channel"] == "email" else m.get("text")) or ""
+        print(f"{m['channel']:<8}{m['recipient']:<38}{m.get('program') or '':<12}"
+              f"{m.get('step') or '':<12}{content[:60]}")
+    print(f"{len(messages)} message(s) in {OUTBOX}")
+    return 0
+
+
+def cmd_emulator(args) -> int:
+    from nurture.emulator import serve
+    from nurture.runner import EMULATOR_CREDENTIALS
+
+    print(f"provider emulator on http://{args.host}:{args.port} (outbox {OUTBOX}); Ctrl-C stops")
+    serve(args.host, args.port, OUTBOX, **EMULATOR_CREDENTIALS)
+    return 0
+
+
+def cmd_seed(args) -> int:
+    from nurture import seed, warehouse
+
+    url = warehouse.resolve_url()
+    with warehouse.connect(url) as conn:
+        counts = seed.load(conn, seed.build())
+    rows = ", ".join(f"{table}: {n}" for table, n in counts.items())
+    print(f"demo dataset loaded into {_masked(url)} (raw schema) — {rows}")
+    return 0
+
+
+def cmd_warehouse(args) -> int:
+    from nurture.warehouse import EmbeddedWarehouse, resolve_url
+
+    if args.action == "stop":
+        EmbeddedWarehouse(settings.STATE_DIR / "warehouse").stop()
+        return 0
+    print(resolve_url())
+    return 0
+
+
+def cmd_dbt(args) -> int:
+    from nurture import warehouse
+
+    warehouse.export_env(warehouse.resolve_url())
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    dbt = Path(sys.executable).with_name("dbt")
+    command = [str(dbt), *args.dbt_args, "--project-dir", str(settings.DBT_PROJECT_DIR),
+               "--profiles-dir", str(settings.DBT_PROJECT_DIR)]
+    return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+
+
+def cmd_airflow_settings(args) -> int:
+    from nurture import airflow_env
+
+    airflow_env.configure()
+    airflow_env.migrate()
+    loaded = airflow_env.load_settings()
+    print("loaded from airflow_settings.yaml: "
+          + ", ".join(f"{n} {kind}" for kind, n in loaded.items()))
+    return 0
+
+
+def cmd_airflow(args) -> int:
+    """`airflow standalone` with this project's settings; prints where to log in."""
+    from nurture import runner, warehouse
+
+    runner.prepare_airflow()
+    warehouse.export_env(warehouse.resolve_url())
+    home = Path(os.environ["AIRFLOW_HOME"])
+    os.environ["AIRFLOW__API__PORT"] = str(args.port)
+    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    airflow = Path(sys.executable).with_name("airflow")
+    # airflow_settings.yaml points the provider connections at the emulator on :8025.
+    emulator = subprocess.Popen([sys.executable, "-m", "nurture.cli", "emulator"],
+                                stdout=subprocess.DEVNULL)
+    log_file = home / "standalone.log"
+    process = subprocess.Popen([str(airflow), "standalone"], stdout=log_file.open("ab"),
+                               stderr=subprocess.STDOUT)
+    passwords = home / "simple_auth_manager_passwords.json.generated"
+    try:
+        deadline = time.monotonic() + 180
+        while not passwords.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        if passwords.exists():
+            login = json.loads(passwords.read_text())
+            user, password = next(iter(login.items()))
+            print(f"Airflow is starting on http://localhost:{args.port} — log in as {user} / "
+                  f"{password} (from {passwords}). Its log: {log_file}. The provider "
+                  f"emulator listens on :8025 (`nurture outbox`). Ctrl-C stops both.")
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+    finally:
+        emulator.terminate()
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path | None):
+    """Send this process's stdout and stderr (Airflow's task logs) to a file."""
+    if log_file is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

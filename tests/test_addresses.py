@@ -1,0 +1,116 @@
+"""Contact data checks: each unusable value becomes one reason for the ledger."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from nurture import addresses
+from nurture.addresses import Unusable
+
+
+def reason_for(check, *args) -> str:
+    with pytest.raises(Unusable) as caught:
+        check(*args)
+    return caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("anna@example.com", "anna@example.com"),
+        # the domain is case-insensitive and lower-cased; the local part is kept as given
+        ("Anna@Example.COM", "Anna@example.com"),
+        ("first.last+tag@sub.example.org", "first.last+tag@sub.example.org"),
+    ],
+)
+def test_email_is_normalised(raw, normalised):
+    assert addresses.email_address(raw) == normalised
+
+
+@pytest.mark.parametrize("raw", [None, ""])
+def test_missing_email(raw):
+    assert reason_for(addresses.email_address, raw) == "missing_email"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["anna", "anna@", "@example.com", "anna@@example.com", "anna@example", "an na@example.com"],
+)
+def test_invalid_email(raw):
+    assert reason_for(addresses.email_address, raw) == "invalid_email"
+
+
+def test_unusable_is_a_value_error_carrying_its_reason():
+    error = Unusable("invalid_email")
+    assert isinstance(error, ValueError)
+    assert str(error) == error.reason == "invalid_email"
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("+358 40 123 4567", "+358401234567"),
+        ("+358401234567", "+358401234567"),
+        ("+1 (415) 555-2671", "+14155552671"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
+)
+def test_phone_is_formatted_as_e164(raw, e164):
+    assert addresses.phone_number(raw) == e164
+
+
+@pytest.mark.parametrize("raw", [None, ""])
+def test_missing_phone(raw):
+    assert reason_for(addresses.phone_number, raw) == "missing_phone"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "call me",
+        "040 123 4567",  # no country code: the region cannot be guessed
+        "+358 1",  # too short to be a number
+        "+1 555 0100",  # parses but is not a valid number
+    ],
+)
+def test_invalid_phone(raw):
+    assert reason_for(addresses.phone_number, raw) == "invalid_phone"
+
+
+@pytest.mark.parametrize("name", ["Europe/Helsinki", "America/New_York", "UTC"])
+def test_known_time_zone(name):
+    assert addresses.time_zone(name) == ZoneInfo(name)
+
+
+@pytest.mark.parametrize(
+    "name", [None, "", "Mars/Olympus_Mons", "europe/helsinki", "../../etc/passwd", "/etc/localtime"]
+)
+def test_unknown_time_zone(name):
+    assert reason_for(addresses.time_zone, name) == "unknown_time_zone"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, "en"),
+        ("", "en"),
+        ("fi", "fi"),
+        ("fi-FI", "fi-FI"),
+        ("fi_FI", "fi-FI"),
+        ("fi-fi", "fi-FI"),
+        ("sv-FI", "sv-FI"),
+    ],
+)
+def test_locale_is_normalised_or_defaulted(raw, expected):
+    assert addresses.locale(raw, "en") == expected
+
+
+def test_missing_locale_falls_back_to_the_given_default():
+    assert addresses.locale(None, "fi") == "fi"
+
+
+@pytest.mark.parametrize("raw", ["xx-QQ", "zz", "en-XX", "not a locale"])
+def test_unknown_locale(raw):
+    assert reason_for(addresses.locale, raw, "en") == "unknown_locale"

@@ -1,0 +1,337 @@
+"""The planner's policy: who is owed which message now, and why everyone else is not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from nurture.exceptions import ProgramDefinitionError
+from nurture.planner import SEND, SKIP, WAIT, Decision, decide, make_plan
+from nurture.program import Program, Sender, SendWindow, email, sms
+
+ONBOARDING = Program(
+    name="onboarding",
+    audience="onboarding_audience",
+    goal="is_activated",
+    steps=(
+        email("welcome", after=timedelta(0), expires_after=timedelta(days=1)),
+        email("setup_tips", after=timedelta(days=2), expires_after=timedelta(days=2)),
+        sms("check_in", after=timedelta(days=7), expires_after=timedelta(days=2)),
+    ),
+    send_window=SendWindow(),
+    sender=Sender(email="hello@nurture.example", name="Nurture"),
+)
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+NOW = datetime(2024, 6, 10, 12, 0, tzinfo=UTC)  # 15:00 in Helsinki: inside the SMS window
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def contact(**fields) -> dict:
+    row = dict(
+        contact_id="c1", enrollment_id="e1", enrolled_at=NOW - HOUR,
+        email="anna@example.com", phone="+358 40 123 4567", time_zone="Europe/Helsinki",
+        locale="fi-FI", first_name="Anna", has_email_consent=True, has_sms_consent=True,
+        is_activated=False,
+    )
+    row.update(fields)
+    return row
+
+
+def decide_for(step_name: str, *, now: datetime = NOW, late: timedelta = HOUR,
+               existing_state: str | None = None, program: Program = ONBOARDING,
+               **fields) -> Decision:
+    """Decide `step_name` for a contact whose step fell due `late` before `now`."""
+    step = program.step(step_name)
+    row = contact(enrolled_at=now - step.after - late, **fields)
+    return decide(program, step, row, now=now, existing_state=existing_state)
+
+
+# --- decide: each reason ---------------------------------------------------------------
+
+
+def test_due_email_is_sent_to_the_normalised_address_in_the_contact_locale():
+    assert decide_for("welcome", email="Anna@Example.COM") == Decision(
+        SEND, "due", recipient="Anna@example.com", locale="fi-FI")
+
+
+def test_due_sms_is_sent_to_the_e164_number():
+    decision = decide_for("check_in")
+    assert (decision.action, decision.recipient) == (SEND, "+358401234567")
+
+
+def test_missing_locale_uses_the_program_default():
+    assert decide_for("welcome", locale=None).locale == "en"
+
+
+@pytest.mark.parametrize("state", ["planned", "sent", "failed", "unknown", "skipped"])
+def test_pair_already_in_the_ledger_waits_whatever_else_is_true(state):
+    # not even due and the goal reached: the ledger still decides first
+    decision = decide_for("welcome", late=-HOUR, is_activated=True, existing_state=state)
+    assert decision == Decision(WAIT, f"already_{state}")
+
+
+def test_step_not_yet_due_waits():
+    assert decide_for("setup_tips", late=-timedelta(seconds=1)) == Decision(WAIT, "not_due")
+
+
+def test_step_exactly_due_is_sent():
+    assert decide_for("setup_tips", late=timedelta(0)).action == SEND
+
+
+def test_not_due_outranks_goal_reached():
+    # an activated contact is only recorded as exited once a step falls due
+    assert decide_for("setup_tips", late=-HOUR, is_activated=True).reason == "not_due"
+
+
+def test_goal_reached_is_skipped():
+    assert decide_for("welcome", is_activated=True) == Decision(SKIP, "goal_reached")
+
+
+def test_goal_reached_outranks_expired():
+    assert decide_for("welcome", late=3 * DAY, is_activated=True).reason == "goal_reached"
+
+
+def test_step_found_too_late_expires():
+    assert decide_for("welcome", late=DAY + timedelta(seconds=1)) == Decision(SKIP, "expired")
+
+
+def test_step_exactly_at_the_expiry_boundary_is_still_sent():
+    assert decide_for("welcome", late=DAY).action == SEND
+
+
+def test_expired_outranks_no_consent_and_bad_addresses():
+    decision = decide_for("welcome", late=2 * DAY, has_email_consent=False, email="nope")
+    assert decision.reason == "expired"
+
+
+@pytest.mark.parametrize("consent", [False, None])
+def test_email_without_consent_is_skipped(consent):
+    assert decide_for("welcome", has_email_consent=consent) == Decision(SKIP, "no_consent")
+
+
+def test_consent_is_per_channel():
+    assert decide_for("check_in", has_sms_consent=False, has_email_consent=True).reason == (
+        "no_consent")
+    assert decide_for("welcome", has_sms_consent=False).action == SEND
+
+
+def test_no_consent_outranks_bad_addresses():
+    assert decide_for("welcome", has_email_consent=False, email=None).reason == "no_consent"
+
+
+@pytest.mark.parametrize(
+    ("step", "fields", "reason"),
+    [
+        ("welcome", dict(email=None), "missing_email"),
+        ("welcome", dict(email="anna(at)example.com"), "invalid_email"),
+        ("check_in", dict(phone=None), "missing_phone"),
+        ("check_in", dict(phone="040 123 4567"), "invalid_phone"),
+        ("welcome", dict(locale="zz"), "unknown_locale"),
+        ("check_in", dict(locale="xx-QQ"), "unknown_locale"),
+        ("check_in", dict(time_zone="Mars/Olympus_Mons"), "unknown_time_zone"),
+        ("check_in", dict(time_zone=None), "unknown_time_zone"),
+    ],
+)
+def test_unusable_contact_data_is_skipped_with_its_reason(step, fields, reason):
+    assert decide_for(step, **fields) == Decision(SKIP, reason)
+
+
+def test_email_checks_only_the_email_address():
+    assert decide_for("welcome", phone="not a phone").action == SEND
+    assert decide_for("check_in", email="not an email").action == SEND
+
+
+@pytest.mark.parametrize(
+    ("step", "fields", "reason"),
+    [
+        ("welcome", dict(email="nope", locale="zz"), "invalid_email"),
+        ("check_in", dict(phone="nope", time_zone="Nowhere/Town"), "invalid_phone"),
+        ("check_in", dict(locale="zz", time_zone="Nowhere/Town"), "unknown_locale"),
+    ],
+)
+def test_address_then_locale_then_time_zone(step, fields, reason):
+    assert decide_for(step, **fields).reason == reason
+
+
+# --- decide: conditions ---------------------------------------------------------------
+
+CONDITIONAL = Program(
+    name="upsell",
+    audience="upsell_audience",
+    goal="has_upgraded",
+    steps=(email("offer", after=timedelta(0), condition="is_customer"),),
+    sender=Sender(email="hello@nurture.example", name="Nurture"),
+)
+
+
+@pytest.mark.parametrize(
+    ("fields", "late", "expected"),
+    [
+        (dict(is_customer=True, has_upgraded=False), HOUR,
+         Decision(SEND, "due", "anna@example.com", "fi-FI")),
+        (dict(is_customer=False, has_upgraded=False), HOUR, Decision(SKIP, "condition_not_met")),
+        (dict(has_upgraded=False), HOUR, Decision(SKIP, "condition_not_met")),  # fail closed
+        (dict(is_customer=False, has_upgraded=True), HOUR, Decision(SKIP, "goal_reached")),
+        (dict(is_customer=True), HOUR, Decision(SKIP, "goal_reached")),  # no goal column
+        (dict(is_customer=False, has_upgraded=False), 2 * DAY,
+         Decision(SKIP, "condition_not_met")),
+        (dict(is_customer=True, has_upgraded=False), 2 * DAY, Decision(SKIP, "expired")),
+    ],
+)
+def test_condition_is_checked_after_the_goal_and_before_expiry(fields, late, expected):
+    assert decide_for("offer", program=CONDITIONAL, late=late, **fields) == expected
+
+
+def test_goal_column_missing_from_the_audience_does_not_send():
+    row = contact()
+    del row["is_activated"]
+    try:
+        decision = decide(ONBOARDING, ONBOARDING.step("welcome"), row, now=NOW)
+    except (KeyError, ProgramDefinitionError):
+        return
+    assert decision.action != SEND
+
+
+# --- decide: send window and time zones -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hour", "minute", "expected"),
+    [
+        (8, 59, (WAIT, "outside_send_window")),
+        (9, 0, (SEND, "due")),
+        (19, 59, (SEND, "due")),
+        (20, 0, (WAIT, "outside_send_window")),
+        (2, 0, (WAIT, "outside_send_window")),
+    ],
+)
+def test_sms_only_goes_out_inside_the_local_send_window(hour, minute, expected):
+    local = datetime(2024, 6, 10, hour, minute, tzinfo=HELSINKI)
+    decision = decide_for("check_in", now=local.astimezone(UTC))
+    assert (decision.action, decision.reason) == expected
+
+
+def test_email_ignores_the_send_window_and_the_time_zone():
+    at_night = datetime(2024, 6, 10, 3, 0, tzinfo=HELSINKI).astimezone(UTC)
+    assert decide_for("welcome", now=at_night).action == SEND
+    assert decide_for("welcome", now=at_night, time_zone=None).action == SEND
+    assert decide_for("welcome", now=at_night, time_zone="Mars/Olympus_Mons").action == SEND
+
+
+def test_send_window_can_cover_email_too():
+    program = Program(
+        name="onboarding", audience="onboarding_audience", steps=ONBOARDING.steps,
+        sender=ONBOARDING.sender, send_window=SendWindow(channels=("email", "sms")),
+    )
+    at_night = datetime(2024, 6, 10, 3, 0, tzinfo=HELSINKI).astimezone(UTC)
+    assert decide_for("welcome", program=program, now=at_night).reason == "outside_send_window"
+
+
+def test_no_consent_outranks_the_send_window():
+    at_night = datetime(2024, 6, 10, 3, 0, tzinfo=HELSINKI).astimezone(UTC)
+    assert decide_for("check_in", now=at_night, has_sms_consent=False).reason == "no_consent"
+
+
+def test_send_window_follows_daylight_saving_time():
+    # 13:00 UTC is 09:00 in New York in summer (EDT) but 08:00 in winter (EST)
+    summer = datetime(2024, 7, 1, 13, 0, tzinfo=UTC)
+    winter = datetime(2024, 1, 15, 13, 0, tzinfo=UTC)
+    assert decide_for("check_in", now=summer, time_zone="America/New_York").action == SEND
+    assert decide_for("check_in", now=winter, time_zone="America/New_York") == Decision(
+        WAIT, "outside_send_window")
+
+
+def test_same_instant_differs_by_time_zone():
+    early = datetime(2024, 6, 10, 6, 30, tzinfo=UTC)  # 09:30 Helsinki, 07:30 London
+    assert decide_for("check_in", now=early, time_zone="Europe/Helsinki").action == SEND
+    assert decide_for("check_in", now=early, time_zone="Europe/London").action == WAIT
+
+
+# --- make_plan ------------------------------------------------------------------------
+
+
+def audience_row(contact_id: str, *, days_ago: float = 0, **fields) -> dict:
+    return contact(contact_id=contact_id, enrollment_id=f"e-{contact_id}",
+                   enrolled_at=NOW - timedelta(days=days_ago, hours=1), **fields)
+
+
+def plan_for(audience, existing=None, batch_size=2):
+    return make_plan(ONBOARDING, audience, existing or {}, now=NOW, batch_size=batch_size)
+
+
+def test_plan_counts_sends_as_planned_and_everything_else_by_reason():
+    audience = [audience_row("c1"), audience_row("c2"), audience_row("c3", email="broken")]
+    plan = plan_for(audience)
+    assert plan.counts == {
+        "welcome": {"planned": 2, "invalid_email": 1},
+        "setup_tips": {"not_due": 3},
+        "check_in": {"not_due": 3},
+    }
+
+
+def test_plan_records_sends_and_skips_but_not_waits():
+    plan = plan_for([audience_row("c1"), audience_row("c2", has_email_consent=False)])
+    entries = {(e.step, e.contact_id): e for e in plan.entries}
+    assert set(entries) == {("welcome", "c1"), ("welcome", "c2")}
+
+    planned, skipped = entries["welcome", "c1"], entries["welcome", "c2"]
+    assert (planned.state, planned.reason, planned.batch_no) == ("planned", None, 0)
+    assert (planned.program, planned.channel, planned.enrollment_id) == (
+        "onboarding", "email", "e-c1")
+    assert (planned.recipient, planned.locale) == ("anna@example.com", "fi-FI")
+    assert planned.due_at == NOW - HOUR
+    assert (skipped.state, skipped.reason, skipped.batch_no, skipped.recipient) == (
+        "skipped", "no_consent", None, None)
+
+
+def test_plan_batches_each_channel_separately():
+    # five new contacts owe the welcome email; three week-old ones owe the check-in SMS
+    # and are recorded as too late for the two emails
+    audience = [audience_row(f"new{i}") for i in range(5)]
+    audience += [audience_row(f"old{i}", days_ago=7) for i in range(3)]
+    plan = plan_for(audience, batch_size=2)
+
+    batch_of = {(e.step, e.contact_id): e.batch_no for e in plan.entries if e.state == "planned"}
+    assert [batch_of["welcome", f"new{i}"] for i in range(5)] == [0, 0, 1, 1, 2]
+    assert [batch_of["check_in", f"old{i}"] for i in range(3)] == [0, 0, 1]
+    assert plan.batches == {"email": [0, 1, 2], "sms": [0, 1]}
+    assert plan.counts["welcome"] == {"planned": 5, "expired": 3}
+    assert plan.counts["setup_tips"] == {"not_due": 5, "expired": 3}
+    assert plan.counts["check_in"] == {"not_due": 5, "planned": 3}
+
+
+def test_plan_with_nothing_to_send_has_no_batches():
+    plan = plan_for([audience_row("c1", is_activated=True)])
+    assert plan.batches == {"email": [], "sms": []}
+    assert [(e.step, e.state, e.reason) for e in plan.entries] == [
+        ("welcome", "skipped", "goal_reached")]
+
+
+def test_plan_leaves_pairs_already_in_the_ledger_alone():
+    existing = {("welcome", "c1", "e-c1"): "sent", ("welcome", "c2", "e-other"): "sent"}
+    plan = plan_for([audience_row("c1"), audience_row("c2")], existing)
+    assert plan.counts["welcome"] == {"already_sent": 1, "planned": 1}
+    # a new enrollment of the same contact is owed the message again
+    assert [(e.step, e.contact_id, e.batch_no) for e in plan.entries] == [("welcome", "c2", 0)]
+    assert plan.batches["email"] == [0]
+
+
+def test_one_bad_contact_does_not_stop_the_others():
+    audience = [audience_row("c1"), audience_row("c2", email="@@", locale="zz", phone=None),
+                audience_row("c3")]
+    plan = plan_for(audience, batch_size=10)
+    states = {e.contact_id: (e.state, e.reason) for e in plan.entries}
+    assert states == {"c1": ("planned", None), "c2": ("skipped", "invalid_email"),
+                      "c3": ("planned", None)}
+    assert plan.batches["email"] == [0]
+
+
+def test_make_plan_refuses_an_audience_missing_a_column_the_program_reads():
+    row = contact()
+    del row["is_activated"], row["time_zone"]
+    with pytest.raises(ProgramDefinitionError, match="is_activated, time_zone"):
+        make_plan(ONBOARDING, [row], {}, now=NOW, batch_size=10)
