@@ -122,7 +122,8 @@ def test_ledger_records_each_scenarios_outcome(runs, demo):
     with warehouse.connect() as conn:
         states = ledger.existing_states(conn, "onboarding")
         with conn.cursor() as cur:
-            cur.execute("select step, contact_id, reason from nurture.message_ledger")
+            cur.execute("select step, contact_id, reason from nurture.message_ledger"
+                        " where program = 'onboarding'")
             reasons = {(step, contact): reason for step, contact, reason in cur}
     mismatches = []
     for contact_id, scenario in demo.scenario_of.items():
@@ -143,7 +144,8 @@ def test_messages_map_back_to_the_ledger_without_personal_data(runs):
     _, outbox = runs[2]
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("select ledger_id::text, provider_message_id, template_version"
-                    " from nurture.message_ledger where state = 'sent'")
+                    " from nurture.message_ledger where state = 'sent'"
+                    " and program = 'onboarding'")
         sent = {ledger_id: (message_id, version) for ledger_id, message_id, version in cur}
     assert len(sent) == len(outbox)
     for message in outbox:
@@ -160,9 +162,10 @@ def test_messages_map_back_to_the_ledger_without_personal_data(runs):
 
 def test_message_sends_mart_has_one_row_per_ledger_entry(runs):
     with warehouse.connect() as conn, conn.cursor() as cur:
-        cur.execute("select count(*) from nurture.message_ledger")
+        cur.execute("select count(*) from nurture.message_ledger where program = 'onboarding'")
         ledger_rows = cur.fetchone()[0]
-        cur.execute("select count(*), count(*) filter (where was_sent) from marts.message_sends")
+        cur.execute("select count(*), count(*) filter (where was_sent) from marts.message_sends"
+                    " where program = 'onboarding'")
         mart_rows, mart_sent = cur.fetchone()
     assert mart_rows == ledger_rows
     assert mart_sent == len(runs[2][1])
