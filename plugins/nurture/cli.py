@@ -174,6 +174,8 @@ def cmd_airflow(args) -> int:
     home = Path(os.environ["AIRFLOW_HOME"])
     os.environ["AIRFLOW__API__PORT"] = str(args.port)
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    # standalone starts its components as `airflow ...`: find this virtualenv's first.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     airflow = Path(sys.executable).with_name("airflow")
     # airflow_settings.yaml points the provider connections at the emulator on :8025.
     emulator = subprocess.Popen([sys.executable, "-m", "nurture.cli", "emulator"],

@@ -9,10 +9,10 @@ never the batch's.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from nurture import ledger
@@ -22,14 +22,23 @@ from nurture.providers import EmailMessage, SmsMessage
 from nurture.templates import Rendered, TemplateProblem, TemplateSet
 
 
+class Sender(Protocol):
+    """A provider hook: `check` fails before anything is claimed (a missing connection or
+    key would otherwise strand a whole batch as `unknown`); `send` returns the provider's id."""
+
+    def check(self) -> None: ...
+
+    def send(self, message) -> str: ...
+
+
 @dataclass(frozen=True)
 class Dispatch:
     """What one batch needs besides its rows."""
 
     program: Program
     templates: TemplateSet
-    send_email: Callable[[EmailMessage], str]
-    send_sms: Callable[[SmsMessage], str]
+    email: Sender
+    sms: Sender
     public_url: str | None = None
     concurrency: int = 16
 
@@ -37,11 +46,15 @@ class Dispatch:
 def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
                    batch_no: int) -> dict[str, dict[str, int]]:
     """Send a batch; returns {step: {outcome or reason: count}}."""
-    rows = ledger.claim_batch(conn, dag_run_id=dag_run_id, channel=channel, batch_no=batch_no)
-    contacts = _contacts(conn, job.program, [row["contact_id"] for row in rows])
+    (job.email if channel == "email" else job.sms).check()
+    rows = ledger.claim_batch(conn, program=job.program.name, dag_run_id=dag_run_id,
+                              channel=channel, batch_no=batch_no)
+    contacts = _audience_rows(conn, job.program, rows)
     with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
-        outcomes = list(pool.map(lambda row: deliver(job, row, contacts.get(row["contact_id"])),
-                                 rows))
+        outcomes = list(pool.map(
+            lambda row: deliver(job, row, contacts.get((row["contact_id"], row["enrollment_id"]))),
+            rows,
+        ))
     ledger.settle(conn, outcomes)
     counts: dict[str, Counter] = {}
     for row, outcome in zip(rows, outcomes, strict=True):
@@ -56,13 +69,15 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
     if contact is None:
         return ledger.Outcome(ledger_id, "failed", "left_audience: contact no longer in audience")
     step = job.program.step(row["step"])
+    if not contact.get(f"has_{step.channel}_consent"):  # withdrawn since the plan
+        return ledger.Outcome(ledger_id, "skipped", "no_consent")
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
         return ledger.Outcome(ledger_id, "failed", f"template_error: {problem}")
     try:
         if step.channel == "email":
-            message_id = job.send_email(EmailMessage(
+            message_id = job.email.send(EmailMessage(
                 to=row["recipient"], subject=rendered.subject, text=rendered.text,
                 html=rendered.html, from_email=job.program.sender.email,
                 from_name=job.program.sender.name,
@@ -71,13 +86,14 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
                 categories=(job.program.name,),
             ))
         else:
-            message_id = job.send_sms(SmsMessage(
+            message_id = job.sms.send(SmsMessage(
                 to=row["recipient"], body=rendered.text,
                 status_callback=_status_callback(job, ledger_id, step.name),
             ))
     except ProviderError as err:
         state = "unknown" if err.ambiguous else "failed"
-        category = "provider_outcome_unknown" if err.ambiguous else "provider_rejected"
+        category = ("provider_outcome_unknown" if err.ambiguous
+                    else "provider_unreachable" if err.status is None else "provider_rejected")
         return ledger.Outcome(ledger_id, state, f"{category}: {err}",
                               template_version=rendered.version)
     except Exception as err:  # a bug must cost one message, and it may have gone out
@@ -108,13 +124,16 @@ def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:
     return f"{job.public_url}/webhooks/twilio/status?{query}"
 
 
-def _contacts(conn, program: Program, contact_ids: list[str]) -> dict[str, dict[str, Any]]:
+def _audience_rows(conn, program: Program, rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """The current audience row of each (contact, enrollment): read at send time, so a
+    consent withdrawn since planning still stops the message."""
     from psycopg2.extras import RealDictCursor
 
-    if not contact_ids:
+    if not rows:
         return {}
     with conn.cursor(cursor_factory=RealDictCursor) as cur:
         cur.execute(
-            f"select * from marts.{program.audience} where contact_id = any(%s)", (contact_ids,)
+            f"select * from marts.{program.audience} where contact_id = any(%s)",
+            ([row["contact_id"] for row in rows],),
         )
-        return {row["contact_id"]: dict(row) for row in cur}
+        return {(row["contact_id"], row["enrollment_id"]): dict(row) for row in cur}

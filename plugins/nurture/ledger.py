@@ -41,8 +41,8 @@ create table if not exists nurture.message_ledger (
     unique (program, step, contact_id, enrollment_id)
 );
 
-create index if not exists message_ledger_run_batch
-    on nurture.message_ledger (dag_run_id, channel, batch_no);
+create index if not exists message_ledger_program_run_batch
+    on nurture.message_ledger (program, dag_run_id, channel, batch_no);
 
 create table if not exists nurture.guard_results (
     program text not null,
@@ -139,19 +139,22 @@ def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
     return len(inserted)
 
 
-def claim_batch(conn, *, dag_run_id: str, channel: str, batch_no: int) -> list[dict]:
+def claim_batch(conn, *, program: str, dag_run_id: str, channel: str,
+                batch_no: int) -> list[dict]:
     """Mark a batch's planned rows `sending` and return them; commits before any send.
 
     Rows a previous, interrupted attempt left in `sending` may have gone out: they become
-    `unknown` instead of being sent again.
+    `unknown` instead of being sent again. Run ids are unique per DAG only (two programs'
+    scheduled runs share one), hence the program in the key.
     """
-    key = (dag_run_id, channel, batch_no)
+    key = (program, dag_run_id, channel, batch_no)
     with conn.cursor() as cur:
         cur.execute(
             """
             update nurture.message_ledger
                set state = 'unknown', reason = 'interrupted_during_send', updated_at = now()
-             where dag_run_id = %s and channel = %s and batch_no = %s and state = 'sending'
+             where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
+               and state = 'sending'
             """,
             key,
         )
@@ -159,7 +162,8 @@ def claim_batch(conn, *, dag_run_id: str, channel: str, batch_no: int) -> list[d
             """
             update nurture.message_ledger
                set state = 'sending', updated_at = now()
-             where dag_run_id = %s and channel = %s and batch_no = %s and state = 'planned'
+             where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
+               and state = 'planned'
             returning ledger_id::text, program, step, contact_id, enrollment_id, channel,
                       recipient, locale
             """,

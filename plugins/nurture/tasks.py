@@ -105,8 +105,8 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
     job = Dispatch(
         program=program,
         templates=TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale),
-        send_email=SendGridHook().send,
-        send_sms=TwilioHook().send,
+        email=SendGridHook(),
+        sms=TwilioHook(),
         public_url=settings.public_url(),
         concurrency=int(Variable.get("nurture_dispatch_concurrency", default=16)),
     )

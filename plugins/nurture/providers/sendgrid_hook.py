@@ -53,6 +53,10 @@ class SendGridHook(BaseHook):
             host = f"{conn.schema or 'https'}://{host}" + (f":{conn.port}" if conn.port else "")
         return conn.password, host.rstrip("/")
 
+    def check(self) -> None:
+        """Resolve the connection now: fail the task before a batch is claimed."""
+        _ = self._credentials
+
     @property
     def client(self):
         """One SDK client per thread: the dispatcher sends from a thread pool."""

@@ -48,6 +48,10 @@ class TwilioHook(BaseHook):
             host = f"{conn.schema or 'https'}://{host}" + (f":{conn.port}" if conn.port else "")
         return {"sid": conn.login, "token": conn.password, "host": host, **sender}
 
+    def check(self) -> None:
+        """Resolve the connection now: fail the task before a batch is claimed."""
+        _ = self._settings
+
     @property
     def client(self):
         """One SDK client (and HTTP session) per dispatcher thread."""
