@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,7 @@ def cmd_outbox(args) -> int:
     from nurture.emulator import OutboxStore
 
     messages = OutboxStore(OUTBOX).messages() if OUTBOX.exists() else []
+    _attribute(messages)
     if args.json:
         print(json.dumps(messages, indent=2, default=str))
         return 0
@@ -111,6 +113,21 @@ def cmd_outbox(args) -> int:
               f"{m.get('step') or '':<12}{content[:60]}")
     print(f"{len(messages)} message(s) in {OUTBOX}")
     return 0
+
+
+def _attribute(messages: list[dict]) -> None:
+    """Fill in program and step from the ledger where the request did not carry them (an
+    SMS sent without a status callback URL)."""
+    missing = {m["message_id"]: m for m in messages if not m.get("step")}
+    if not missing:
+        return
+    from nurture import warehouse
+
+    with warehouse.connect(warehouse.resolve_url()) as conn, conn.cursor() as cur:
+        cur.execute("select provider_message_id, program, step from nurture.message_ledger"
+                    " where provider_message_id = any(%s)", (list(missing),))
+        for message_id, program, step in cur:
+            missing[message_id].update(program=program, step=step)
 
 
 def cmd_emulator(args) -> int:
@@ -182,7 +199,8 @@ def cmd_airflow(args) -> int:
                                 stdout=subprocess.DEVNULL)
     log_file = home / "standalone.log"
     process = subprocess.Popen([str(airflow), "standalone"], stdout=log_file.open("ab"),
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     passwords = home / "simple_auth_manager_passwords.json.generated"
     try:
         deadline = time.monotonic() + 180
@@ -196,10 +214,20 @@ def cmd_airflow(args) -> int:
                   f"emulator listens on :8025 (`nurture outbox`). Ctrl-C stops both.")
         return process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+        return 0
     finally:
+        _stop_group(process)
         emulator.terminate()
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Stop standalone and every component it started (they share its process group)."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+            return
 
 
 @contextlib.contextmanager
