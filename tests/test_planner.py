@@ -335,3 +335,33 @@ def test_make_plan_refuses_an_audience_missing_a_column_the_program_reads():
     del row["is_activated"], row["time_zone"]
     with pytest.raises(ProgramDefinitionError, match="is_activated, time_zone"):
         make_plan(ONBOARDING, [row], {}, now=NOW, batch_size=10)
+
+
+def test_stranded_rows_of_an_earlier_run_are_resumed_expired_or_marked_unknown():
+    from nurture.planner import resume_stranded
+
+    welcome, check_in = ONBOARDING.step("welcome"), ONBOARDING.step("check_in")
+    plan = make_plan(ONBOARDING, [contact()], {}, now=NOW, batch_size=2)
+    assert plan.batches == {"email": [0], "sms": []}  # one welcome planned in batch 0
+    stranded = [
+        {"ledger_id": "a", "step": "welcome", "state": "planned", "due_at": NOW - HOUR},
+        {"ledger_id": "b", "step": "welcome", "state": "planned", "due_at": NOW - HOUR},
+        {"ledger_id": "c", "step": "welcome", "state": "planned",
+         "due_at": NOW - welcome.expires_after - HOUR},
+        {"ledger_id": "d", "step": "check_in", "state": "sending", "due_at": NOW - HOUR},
+    ]
+    resumed = resume_stranded(ONBOARDING, plan, stranded, now=NOW, batch_size=2)
+    assert resumed.adopt == [("a", 1), ("b", 1)]  # in batches after this run's own
+    assert resumed.close == [("c", "skipped", "expired"),
+                             ("d", "unknown", "interrupted_during_send")]
+    assert plan.batches == {"email": [0, 1], "sms": []}
+    assert plan.counts["welcome"]["planned"] == 3 and plan.counts["welcome"]["expired"] == 1
+    assert plan.counts[check_in.name]["interrupted_during_send"] == 1
+
+
+def test_an_earlier_runs_unfinished_row_is_left_to_resume_stranded():
+    row = contact()
+    existing = {("welcome", row["contact_id"], row["enrollment_id"]): "planned"}
+    plan = make_plan(ONBOARDING, [row], existing, now=NOW, batch_size=10)
+    assert "welcome" not in {e.step for e in plan.entries}
+    assert plan.counts["welcome"] == {}

@@ -36,7 +36,20 @@ def configure(airflow_home: Path | None = None) -> Path:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", _fernet_key(home))
     return home
+
+
+def _fernet_key(home: Path) -> str:
+    """One key per Airflow home, shared by every process: this one reads connections and
+    variables that `airflow ... import` (another process) encrypted."""
+    key_file = home / "fernet.key"
+    if not key_file.exists():
+        from cryptography.fernet import Fernet
+
+        key_file.write_bytes(Fernet.generate_key())
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
 
 
 def airflow(*args: str) -> None:

@@ -64,9 +64,18 @@ def build_dag(program: Program):
 
         @task(pool=DISPATCH_POOL, map_index_template="{{ channel }} batch {{ batch_no }}")
         def send(channel: str, batch_no: int, run_id=None) -> dict:
-            from nurture import tasks
+            from airflow.exceptions import AirflowNotFoundException
+            from airflow.sdk.exceptions import AirflowFailException
 
-            return tasks.send(program, run_id=run_id, channel=channel, batch_no=batch_no)
+            from nurture import tasks
+            from nurture.exceptions import ConfigurationError
+
+            try:
+                return tasks.send(program, run_id=run_id, channel=channel, batch_no=batch_no)
+            except (ConfigurationError, AirflowNotFoundException) as err:
+                # A missing connection or key will not fix itself: fail now, no retries.
+                # Nothing was claimed, so the next run sends these messages.
+                raise AirflowFailException(str(err)) from err
 
         @task(trigger_rule="all_done", retries=0)
         def summarize(params=None, run_id=None, ti=None) -> dict:

@@ -19,6 +19,10 @@ class GuardFailed(NurtureError):
     """The data-quality guard refused the audience: nothing may be sent."""
 
 
+class DispatchIncomplete(NurtureError):
+    """A run ended with planned messages that no send task dispatched."""
+
+
 class ProviderError(NurtureError):
     """A provider answered a send with an error status.
 

@@ -175,6 +175,59 @@ def claim_batch(conn, *, program: str, dag_run_id: str, channel: str,
     return rows
 
 
+def stranded(conn, *, program: str, dag_run_id: str) -> list[dict]:
+    """Rows earlier runs left unfinished: `planned` (never claimed, so safe to send) or
+    `sending` (claimed and never settled: they may have gone out)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            select ledger_id::text, step, channel, state, due_at from nurture.message_ledger
+             where program = %s and dag_run_id <> %s and state in ('planned', 'sending')
+             order by due_at
+            """,
+            (program, dag_run_id),
+        )
+        columns = [c.name for c in cur.description]
+        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+
+
+def adopt(conn, assignments: Sequence[tuple[str, int]], *, dag_run_id: str) -> None:
+    """Move never-claimed rows of earlier runs into this run's batches: (ledger_id, batch)."""
+    if not assignments:
+        return
+    with conn.cursor() as cur:
+        execute_values(
+            cur,
+            """
+            update nurture.message_ledger as ledger
+               set dag_run_id = moved.dag_run_id, batch_no = moved.batch_no, updated_at = now()
+              from (values %s) as moved (ledger_id, batch_no, dag_run_id)
+             where ledger.ledger_id = moved.ledger_id::uuid and ledger.state = 'planned'
+            """,
+            [(ledger_id, batch_no, dag_run_id) for ledger_id, batch_no in assignments],
+            page_size=1000,
+        )
+
+
+def close(conn, closures: Sequence[tuple[str, str, str]]) -> None:
+    """Finish earlier runs' rows without sending: (ledger_id, state, reason)."""
+    if not closures:
+        return
+    with conn.cursor() as cur:
+        execute_values(
+            cur,
+            """
+            update nurture.message_ledger as ledger
+               set state = closed.state, reason = closed.reason, updated_at = now()
+              from (values %s) as closed (ledger_id, state, reason)
+             where ledger.ledger_id = closed.ledger_id::uuid
+               and ledger.state in ('planned', 'sending')
+            """,
+            closures,
+            page_size=1000,
+        )
+
+
 def settle(conn, outcomes: Iterable[Outcome]) -> None:
     """Write the outcomes of a dispatched batch in one statement."""
     rows = [

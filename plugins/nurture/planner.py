@@ -19,6 +19,7 @@ from nurture.exceptions import ProgramDefinitionError
 from nurture.program import Program, Step
 
 SEND, SKIP, WAIT = "send", "skip", "wait"
+UNFINISHED = ("planned", "sending")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def make_plan(
     for contact in audience:
         for step in program.steps:
             key = (step.name, contact["contact_id"], contact["enrollment_id"])
+            if existing.get(key) in UNFINISHED:
+                continue  # an earlier run's row: resume_stranded decides and counts it
             decision = decide(program, step, contact, now=now, existing_state=existing.get(key))
             plan.counts[step.name][decision.reason if decision.action != SEND else "planned"] += 1
             if decision.action == WAIT:
@@ -111,6 +114,39 @@ def make_plan(
         channel: list(range(-(-count // batch_size))) for channel, count in position.items()
     }
     return plan
+
+
+@dataclass
+class Resumption:
+    """What to do with rows earlier runs left unfinished."""
+
+    adopt: list[tuple[str, int]] = field(default_factory=list)  # (ledger_id, batch_no)
+    close: list[tuple[str, str, str]] = field(default_factory=list)  # (ledger_id, state, reason)
+
+
+def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, Any]], *,
+                    now: datetime, batch_size: int) -> Resumption:
+    """Never-claimed rows of a failed earlier run go out with this run unless they expired
+    meanwhile; rows an earlier run claimed and never settled may have gone out: `unknown`.
+    Updates the plan's counts and batches."""
+    resumption = Resumption()
+    queued = {channel: len(plan.batches.get(channel, [])) * batch_size
+              for channel in program.channels}
+    for row in stranded:
+        step = program.step(row["step"])
+        if row["state"] == "sending":
+            resumption.close.append((row["ledger_id"], "unknown", "interrupted_during_send"))
+            plan.counts[step.name]["interrupted_during_send"] += 1
+        elif now - row["due_at"] > step.expires_after:
+            resumption.close.append((row["ledger_id"], "skipped", "expired"))
+            plan.counts[step.name]["expired"] += 1
+        else:
+            resumption.adopt.append((row["ledger_id"], queued[step.channel] // batch_size))
+            queued[step.channel] += 1
+            plan.counts[step.name]["planned"] += 1
+    plan.batches = {channel: list(range(-(-count // batch_size)))
+                    for channel, count in queued.items()}
+    return resumption
 
 
 def required_columns(program: Program) -> set[str]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from nurture import guard, ledger, planner, settings, summary, warehouse
 from nurture.dispatcher import Dispatch, dispatch_batch, render
-from nurture.exceptions import GuardFailed
+from nurture.exceptions import DispatchIncomplete, GuardFailed
 from nurture.program import Program
 from nurture.templates import TemplateProblem, TemplateSet
 
@@ -65,8 +65,8 @@ def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
     with warehouse.connect() as conn:
         audience = planner.read_audience(conn, program)
         existing = ledger.existing_states(conn, program.name)
-        made = planner.make_plan(program, audience, existing, now=datetime.now(UTC),
-                                 batch_size=BATCH_SIZE)
+        now = datetime.now(UTC)
+        made = planner.make_plan(program, audience, existing, now=now, batch_size=BATCH_SIZE)
         if dry_run:
             _count_template_errors(program, made, audience)
         else:
@@ -74,6 +74,11 @@ def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
             if inserted < len(made.entries):
                 log.warning("%d decisions were already recorded by another run",
                             len(made.entries) - inserted)
+            stranded = ledger.stranded(conn, program=program.name, dag_run_id=run_id)
+            resumption = planner.resume_stranded(program, made, stranded, now=now,
+                                                 batch_size=BATCH_SIZE)
+            ledger.adopt(conn, resumption.adopt, dag_run_id=run_id)
+            ledger.close(conn, resumption.close)
     batches = [] if dry_run else [
         {"channel": channel, "batch_no": batch_no}
         for channel, numbers in made.batches.items() for batch_no in numbers
@@ -128,6 +133,12 @@ def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict) -
     log.info("summary of %s:\n%s", run_id, summary.format_table(made))
     if guard_row and not guard_row["success"]:
         raise GuardFailed("the guard failed: nothing was sent. " + "; ".join(guard_row["failures"]))
+    stranded = sum(step["not_sent"].get("not_dispatched", 0) for step in made["steps"])
+    if stranded:
+        raise DispatchIncomplete(
+            f"{stranded} planned message(s) were not dispatched: a send task failed (see its "
+            "log). They stay planned for this run; clear the failed send task to retry them."
+        )
     return made
 
 
