@@ -190,6 +190,7 @@ def cmd_airflow(args) -> int:
     warehouse.export_env(warehouse.resolve_url())
     home = Path(os.environ["AIRFLOW_HOME"])
     os.environ["AIRFLOW__API__PORT"] = str(args.port)
+    os.environ["AIRFLOW__API__BASE_URL"] = f"http://localhost:{args.port}"  # workers call it
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
     # standalone starts its components as `airflow ...`: find this virtualenv's first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"

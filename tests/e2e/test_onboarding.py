@@ -25,8 +25,9 @@ PUBLIC_URL = "https://hooks.nurture.example"
 @pytest.fixture(scope="module")
 def demo(warehouse_url, airflow_db):
     data = seed.build()
-    with warehouse.connect() as conn:
+    with warehouse.connect() as conn, conn.cursor() as cur:
         seed.load(conn, data)
+        cur.execute("delete from nurture.message_ledger where program = 'onboarding'")
     return data
 
 
