@@ -27,7 +27,7 @@ from psycopg2.extras import RealDictCursor, execute_values
 from nurture import ledger
 from nurture.airflow_env import connection_env as airflow_connection_env
 from nurture.dispatcher import Dispatch, dispatch_batch
-from nurture.exceptions import ConfigurationError
+from nurture.exceptions import ConfigurationError, ProviderUnavailable
 from nurture.program import Program, Sender, email, sms
 from nurture.providers import SendGridHook, TwilioHook
 from nurture.templates import TemplateSet
@@ -357,8 +357,8 @@ def test_a_contact_who_left_the_audience_is_not_sent(conn, templates, emulator, 
 # -- the provider is down, broken or slow -----------------------------------------------------
 
 
-def test_an_unreachable_provider_fails_the_rows_it_never_received(conn, templates, run_id,
-                                                                  point_providers_at):
+def test_an_unreachable_provider_keeps_the_rows_planned_for_a_retry(
+        conn, templates, run_id, point_providers_at, emulator, monkeypatch):
     people = [contact(i) for i in range(3)]
     add_to_audience(conn, people)
     plan(conn, run_id, "welcome", people)
@@ -366,15 +366,21 @@ def test_an_unreachable_provider_fails_the_rows_it_never_received(conn, template
     point_providers_at(closed_port_url())
     job = make_job(templates)
 
-    # A refused connection is unambiguous (nothing left), so the rows are `failed`.
-    assert dispatch(conn, job, run_id, "email") == {"welcome": {"provider_unreachable": 3}}
-    assert dispatch(conn, job, run_id, "sms") == {"nudge": {"provider_unreachable": 3}}
+    # A refused connection is unambiguous (nothing left): the rows go back to planned and
+    # the task fails, so Airflow's retry (or the next run) sends them.
+    for channel in ("email", "sms"):
+        with pytest.raises(ProviderUnavailable, match="3 of 3 message"):
+            dispatch(conn, job, run_id, channel)
 
     for (step, _), row in ledger_rows(conn, run_id).items():
         provider = "SendGrid" if step == "welcome" else "Twilio"
-        assert row["state"] == "failed"
-        assert row["reason"].startswith(f"provider_unreachable: {provider} unreachable")
+        assert row["state"] == "planned"
+        assert row["reason"].startswith(f"provider_unavailable: {provider} unreachable")
         assert "refused" in row["reason"].lower()
+
+    monkeypatch.undo()  # the connections point at the emulator again: the retry sends all
+    assert dispatch(conn, make_job(templates), run_id, "email") == {"welcome": {"sent": 3}}
+    assert len(emulator[1].messages()) == 3
 
 
 def test_a_5xx_leaves_rows_unknown_and_they_are_never_resent(conn, templates, run_id,

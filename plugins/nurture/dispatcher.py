@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from nurture import ledger
-from nurture.exceptions import ProviderError
+from nurture.exceptions import ProviderError, ProviderUnavailable
 from nurture.program import Program, Step
 from nurture.providers import EmailMessage, SmsMessage
 from nurture.templates import Rendered, TemplateProblem, TemplateSet
@@ -45,7 +45,10 @@ class Dispatch:
 
 def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
                    batch_no: int) -> dict[str, dict[str, int]]:
-    """Send a batch; returns {step: {outcome or reason: count}}."""
+    """Send a batch; returns {step: {outcome or reason: count}}.
+
+    Raises ProviderUnavailable, after settling the rest, when some messages never reached
+    the provider: the task fails and its retry claims them again."""
     (job.email if channel == "email" else job.sms).check()
     rows = ledger.claim_batch(conn, program=job.program.name, dag_run_id=dag_run_id,
                               channel=channel, batch_no=batch_no)
@@ -56,6 +59,12 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
             rows,
         ))
     ledger.settle(conn, outcomes)
+    released = sum(outcome.state == "planned" for outcome in outcomes)
+    if released:
+        raise ProviderUnavailable(
+            f"{released} of {len(outcomes)} message(s) could not reach the {channel} provider "
+            "and stay planned: the task's retry (or the next run) sends them"
+        )
     counts: dict[str, Counter] = {}
     for row, outcome in zip(rows, outcomes, strict=True):
         label = "sent" if outcome.state == "sent" else reason_category(outcome.reason)
@@ -91,9 +100,10 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
                 status_callback=_status_callback(job, ledger_id, step.name),
             ))
     except ProviderError as err:
+        if err.retryable:  # nothing was accepted: back to planned, to go out on a retry
+            return ledger.Outcome(ledger_id, "planned", f"provider_unavailable: {err}")
         state = "unknown" if err.ambiguous else "failed"
-        category = ("provider_outcome_unknown" if err.ambiguous
-                    else "provider_unreachable" if err.status is None else "provider_rejected")
+        category = "provider_outcome_unknown" if err.ambiguous else "provider_rejected"
         return ledger.Outcome(ledger_id, state, f"{category}: {err}",
                               template_version=rendered.version)
     except Exception as err:  # a bug must cost one message, and it may have gone out

@@ -36,3 +36,13 @@ class ProviderError(NurtureError):
         self.status = status
         self.code = code
         self.ambiguous = ambiguous
+
+    @property
+    def retryable(self) -> bool:
+        """Certainly not accepted, and likely to work later: the provider was unreachable
+        (connection refused) or asked us to slow down (429)."""
+        return not self.ambiguous and (self.status is None or self.status == 429)
+
+
+class ProviderUnavailable(NurtureError):
+    """Some messages of a batch could not reach the provider; they stay planned."""
