@@ -1,0 +1,95 @@
+"""Raw, idempotent storage of what the providers post, before anything interprets it.
+
+Each payload is kept whole as jsonb so a parsing bug downstream (dbt staging models) loses
+nothing: the models can be fixed and rebuilt from these tables. Providers redeliver on any
+doubt, so every insert is keyed on the provider's own identity and ignores conflicts; a
+request is one statement, so a batch is stored entirely or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nurture.warehouse import connect
+
+DDL = """
+create schema if not exists raw;
+create table if not exists raw.sendgrid_events (
+    sg_event_id text primary key,
+    event text,
+    received_at timestamptz not null default now(),
+    payload jsonb not null
+);
+create table if not exists raw.twilio_status_callbacks (
+    message_sid text not null,
+    message_status text not null,
+    received_at timestamptz not null default now(),
+    payload jsonb not null,
+    primary key (message_sid, message_status)
+);
+create table if not exists raw.twilio_inbound_messages (
+    message_sid text primary key,
+    received_at timestamptz not null default now(),
+    payload jsonb not null
+);
+"""
+
+# The events travel as one jsonb array and are split by the server: one statement however
+# large the batch, and duplicates inside the batch are ignored just like redeliveries.
+_INSERT_SENDGRID = """
+insert into raw.sendgrid_events (sg_event_id, event, payload)
+select e ->> 'sg_event_id', e ->> 'event', e
+from jsonb_array_elements(%s::jsonb) as e
+on conflict do nothing
+"""
+
+_INSERT_STATUS = """
+insert into raw.twilio_status_callbacks (message_sid, message_status, payload)
+values (%s, %s, %s::jsonb)
+on conflict do nothing
+"""
+
+_INSERT_INBOUND = """
+insert into raw.twilio_inbound_messages (message_sid, payload)
+values (%s, %s::jsonb)
+on conflict do nothing
+"""
+
+
+def create_tables(warehouse_url: str) -> None:
+    """Create the raw tables if they are missing (safe to repeat)."""
+    with connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute(DDL)
+
+
+def store_sendgrid_events(warehouse_url: str, events: Sequence[Mapping[str, Any]]) -> int:
+    """Store SendGrid events keyed on `sg_event_id`; return how many were new."""
+    if not events:
+        return 0
+    return _execute(warehouse_url, _INSERT_SENDGRID, (json.dumps(list(events)),))
+
+
+def store_twilio_status(warehouse_url: str, form: Mapping[str, Any]) -> int:
+    """Store a status callback keyed on MessageSid + MessageStatus; 1 if new, else 0.
+
+    A message moves through several statuses (queued, sent, delivered), each its own row;
+    the same status posted twice is one row.
+    """
+    return _execute(
+        warehouse_url,
+        _INSERT_STATUS,
+        (form["MessageSid"], form["MessageStatus"], json.dumps(dict(form))),
+    )
+
+
+def store_twilio_inbound(warehouse_url: str, form: Mapping[str, Any]) -> int:
+    """Store an inbound message keyed on MessageSid; 1 if new, else 0."""
+    return _execute(warehouse_url, _INSERT_INBOUND, (form["MessageSid"], json.dumps(dict(form))))
+
+
+def _execute(warehouse_url: str, statement: str, params: tuple[Any, ...]) -> int:
+    with connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        return cur.rowcount
