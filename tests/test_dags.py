@@ -60,9 +60,12 @@ def test_onboarding_compiles_to_the_expected_graph(dagbag):
     assert downstream("dbt.onboarding_audience_model_build") == {"guard"}
     assert downstream("guard") == {"plan"}
     assert downstream("plan") == {"send"}
-    assert downstream("send") == {"summarize"}
-    assert downstream("summarize") == {"dbt_report.stg_nurture__message_ledger_model_build"}
+    assert downstream("send") == {"dbt_report.stg_nurture__message_ledger_model_build"}
+    assert downstream("dbt_report.message_sends_model_build") == {"summarize"}
+    assert downstream("summarize") == set()  # the leaf: its verdict is the run's
     assert dag.get_task("summarize").trigger_rule == "all_done"
+    assert dag.get_task("dbt_report.stg_nurture__message_ledger_model_build").trigger_rule \
+        == "all_done"
     assert dag.get_task("send").pool == "provider_dispatch"
 
 

@@ -337,26 +337,56 @@ def test_make_plan_refuses_an_audience_missing_a_column_the_program_reads():
         make_plan(ONBOARDING, [row], {}, now=NOW, batch_size=10)
 
 
-def test_stranded_rows_of_an_earlier_run_are_resumed_expired_or_marked_unknown():
+def test_stranded_rows_are_decided_again_on_the_current_audience():
     from nurture.planner import resume_stranded
 
-    welcome, check_in = ONBOARDING.step("welcome"), ONBOARDING.step("check_in")
+    welcome = ONBOARDING.step("welcome")
     plan = make_plan(ONBOARDING, [contact()], {}, now=NOW, batch_size=2)
     assert plan.batches == {"email": [0], "sms": []}  # one welcome planned in batch 0
-    stranded = [
-        {"ledger_id": "a", "step": "welcome", "state": "planned", "due_at": NOW - HOUR},
-        {"ledger_id": "b", "step": "welcome", "state": "planned", "due_at": NOW - HOUR},
-        {"ledger_id": "c", "step": "welcome", "state": "planned",
-         "due_at": NOW - welcome.expires_after - HOUR},
-        {"ledger_id": "d", "step": "check_in", "state": "sending", "due_at": NOW - HOUR},
+    audience = {(f"c{n}", f"e{n}"): contact(contact_id=f"c{n}", enrollment_id=f"e{n}")
+                for n in range(6)}
+    audience[("c3", "e3")]["is_activated"] = True
+    audience[("c4", "e4")]["has_email_consent"] = False
+
+    def row(n, state="planned", step="welcome", due=NOW - HOUR):
+        return {"ledger_id": f"L{n}", "step": step, "contact_id": f"c{n}",
+                "enrollment_id": f"e{n}", "state": state, "due_at": due}
+
+    stranded = [row(0), row(1), row(2, due=NOW - welcome.expires_after - HOUR), row(3),
+                row(4), row(5, state="sending"), row(6), row(7, step="retired_step")]
+    for due_row in stranded:
+        audience_row = audience.get((due_row["contact_id"], due_row["enrollment_id"]))
+        if audience_row:
+            audience_row["enrolled_at"] = due_row["due_at"]
+    resumed = resume_stranded(ONBOARDING, plan, stranded, audience, now=NOW, batch_size=2)
+
+    assert resumed.adopt == [("L0", 1), ("L1", 1)]  # in batches after this run's own
+    assert resumed.close == [
+        ("L2", "skipped", "expired"),
+        ("L3", "skipped", "goal_reached"),
+        ("L4", "skipped", "no_consent"),
+        ("L5", "unknown", "interrupted_during_send"),  # may have gone out: never re-sent
+        ("L6", "skipped", "left_audience"),
+        ("L7", "skipped", "step_removed"),
     ]
-    resumed = resume_stranded(ONBOARDING, plan, stranded, now=NOW, batch_size=2)
-    assert resumed.adopt == [("a", 1), ("b", 1)]  # in batches after this run's own
-    assert resumed.close == [("c", "skipped", "expired"),
-                             ("d", "unknown", "interrupted_during_send")]
     assert plan.batches == {"email": [0, 1], "sms": []}
     assert plan.counts["welcome"]["planned"] == 3 and plan.counts["welcome"]["expired"] == 1
-    assert plan.counts[check_in.name]["interrupted_during_send"] == 1
+
+
+def test_a_stranded_sms_outside_the_window_keeps_waiting():
+    from nurture.planner import resume_stranded
+
+    check_in = ONBOARDING.step("check_in")
+    night = contact(time_zone="Pacific/Auckland")  # 00:00 there at NOW
+    night["enrolled_at"] = NOW - check_in.after
+    stranded = [{"ledger_id": "L1", "step": "check_in", "contact_id": night["contact_id"],
+                 "enrollment_id": night["enrollment_id"], "state": "planned",
+                 "due_at": NOW - HOUR}]
+    plan = make_plan(ONBOARDING, [], {}, now=NOW, batch_size=10)
+    audience = {(night["contact_id"], night["enrollment_id"]): night}
+    resumed = resume_stranded(ONBOARDING, plan, stranded, audience, now=NOW, batch_size=10)
+    assert resumed.adopt == [] and resumed.close == []
+    assert plan.counts["check_in"]["outside_send_window"] == 1
 
 
 def test_an_earlier_runs_unfinished_row_is_left_to_resume_stranded():

@@ -1,7 +1,7 @@
 """Compile a Program into an Airflow DAG.
 
     prepare ─▶ dbt (Cosmos: the audience and its parents) ─▶ guard ─▶ plan
-        ─▶ send[one per batch of 500, email or SMS] ─▶ summarize ─▶ dbt_report (message_sends)
+        ─▶ send[one per batch of 500, email or SMS] ─▶ dbt_report (message_sends) ─▶ summarize
 
 Parsing stays cheap: dbt is loaded from its manifest (never run at parse time) and the
 heavy libraries are imported inside the tasks.
@@ -88,11 +88,14 @@ def build_dag(program: Program):
         planned = plan()
         sent = send.expand_kwargs(planned)
         prepare() >> _dbt_group("dbt", [f"+{program.audience}"]) >> guard() >> planned
-        sent >> summarize() >> _dbt_group("dbt_report", list(REPORT_MODELS))
+        # The report mart is rebuilt whatever happened; the summary is the last task, so
+        # its verdict is the run's: Airflow judges a run by its leaves.
+        sent >> _dbt_group("dbt_report", list(REPORT_MODELS), trigger_rule="all_done") \
+            >> summarize()
     return dag
 
 
-def _dbt_group(group_id: str, select: list[str]):
+def _dbt_group(group_id: str, select: list[str], trigger_rule: str = "all_success"):
     from cosmos import (
         DbtTaskGroup,
         ExecutionConfig,
@@ -125,5 +128,5 @@ def _dbt_group(group_id: str, select: list[str]):
             test_behavior=TestBehavior.BUILD,
             emit_datasets=False,
         ),
-        operator_args={"retries": 1},
+        operator_args={"retries": 1, "trigger_rule": trigger_rule},
     )

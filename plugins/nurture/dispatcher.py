@@ -52,7 +52,12 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
     (job.email if channel == "email" else job.sms).check()
     rows = ledger.claim_batch(conn, program=job.program.name, dag_run_id=dag_run_id,
                               channel=channel, batch_no=batch_no)
-    contacts = _audience_rows(conn, job.program, rows)
+    try:
+        contacts = _audience_rows(conn, job.program, rows)
+    except Exception:  # nothing has left yet: give the rows back for the retry
+        conn.rollback()
+        ledger.release(conn, [row["ledger_id"] for row in rows])
+        raise
     with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
         outcomes = list(pool.map(
             lambda row: deliver(job, row, contacts.get((row["contact_id"], row["enrollment_id"]))),
@@ -75,15 +80,20 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
 def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None
             ) -> ledger.Outcome:
     ledger_id = row["ledger_id"]
-    if contact is None:
-        return ledger.Outcome(ledger_id, "failed", "left_audience: contact no longer in audience")
     step = job.program.step(row["step"])
-    if not contact.get(f"has_{step.channel}_consent"):  # withdrawn since the plan
-        return ledger.Outcome(ledger_id, "skipped", "no_consent")
+    # The audience row is read at send time: what changed since the plan still counts.
+    if contact is None:
+        return ledger.Outcome(ledger_id, "skipped", "left_audience")
+    if job.program.goal and contact.get(job.program.goal, True):
+        return ledger.Outcome(ledger_id, "skipped", "goal_reached_before_send")
+    if not contact.get(f"has_{step.channel}_consent"):
+        return ledger.Outcome(ledger_id, "skipped", "no_consent_at_send")
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
         return ledger.Outcome(ledger_id, "failed", f"template_error: {problem}")
+    except Exception as err:  # e.g. template maths on odd contact data: this message only
+        return ledger.Outcome(ledger_id, "failed", f"template_error: {type(err).__name__}")
     try:
         if step.channel == "email":
             message_id = job.email.send(EmailMessage(

@@ -19,8 +19,8 @@ class GuardFailed(NurtureError):
     """The data-quality guard refused the audience: nothing may be sent."""
 
 
-class DispatchIncomplete(NurtureError):
-    """A run ended with planned messages that no send task dispatched."""
+class RunIncomplete(NurtureError):
+    """A run ended without planning, or with planned messages no send task dispatched."""
 
 
 class ProviderError(NurtureError):
@@ -39,9 +39,10 @@ class ProviderError(NurtureError):
 
     @property
     def retryable(self) -> bool:
-        """Certainly not accepted, and likely to work later: the provider was unreachable
-        (connection refused) or asked us to slow down (429)."""
-        return not self.ambiguous and (self.status is None or self.status == 429)
+        """Certainly not accepted, and likely to work later: the request never reached the
+        provider, the provider asked us to slow down (429), or it refused our credentials
+        (401/403: a key to fix, not a message to give up on)."""
+        return not self.ambiguous and (self.status is None or self.status in (401, 403, 429))
 
 
 class ProviderUnavailable(NurtureError):

@@ -2,16 +2,17 @@
 was decided and sent.
 
 Its unique key is what makes retries, re-runs and backfills safe: a decision is written
-once, and only rows this run wrote as `planned` are ever dispatched. A row is marked
-`sending` (committed) before its request leaves, so a worker that dies mid-batch leaves
-evidence: on retry those rows become `unknown`, never a second send.
+once, and a row is dispatched only by the run whose batch it is in (a later run may adopt
+a row an earlier one never sent). A row is marked `sending` (committed) before its request
+leaves, so a worker that dies mid-batch leaves evidence: those rows become `unknown`,
+never a second send.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from psycopg2.extras import execute_values
 
@@ -63,9 +64,6 @@ create table if not exists nurture.run_summaries (
     primary key (program, dag_run_id)
 );
 """
-
-FINAL_STATES = ("sent", "failed", "unknown", "skipped")
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -175,20 +173,41 @@ def claim_batch(conn, *, program: str, dag_run_id: str, channel: str,
     return rows
 
 
-def stranded(conn, *, program: str, dag_run_id: str) -> list[dict]:
-    """Rows earlier runs left unfinished: `planned` (never claimed, so safe to send) or
-    `sending` (claimed and never settled: they may have gone out)."""
+def stranded(conn, *, program: str, stale_after: timedelta = timedelta(hours=1)) -> list[dict]:
+    """Rows left unfinished before this plan: `planned` (never claimed, so safe to send) and
+    `sending` claimed longer than `stale_after` ago (claimed, never settled: they may have
+    gone out). Recent `sending` rows may belong to a worker still running: left alone."""
     with conn.cursor() as cur:
         cur.execute(
             """
-            select ledger_id::text, step, channel, state, due_at from nurture.message_ledger
-             where program = %s and dag_run_id <> %s and state in ('planned', 'sending')
+            select ledger_id::text, step, contact_id, enrollment_id, channel, state, due_at
+              from nurture.message_ledger
+             where program = %s
+               and (state = 'planned' or (state = 'sending' and updated_at < now() - %s))
              order by due_at
             """,
-            (program, dag_run_id),
+            (program, stale_after),
         )
         columns = [c.name for c in cur.description]
         return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+
+
+def lock_program(conn, program: str) -> None:
+    """Serialise planning per program until this transaction ends (two runs at once, e.g.
+    `nurture run` beside the scheduler, must not adopt each other's rows)."""
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"nurture:{program}",))
+
+
+def release(conn, ledger_ids: Sequence[str]) -> None:
+    """Return claimed rows to `planned`: used when a batch fails before any request left."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "update nurture.message_ledger set state = 'planned', updated_at = now()"
+            " where ledger_id = any(%s::uuid[]) and state = 'sending'",
+            (list(ledger_ids),),
+        )
+    conn.commit()
 
 
 def adopt(conn, assignments: Sequence[tuple[str, int]], *, dag_run_id: str) -> None:

@@ -124,26 +124,44 @@ class Resumption:
     close: list[tuple[str, str, str]] = field(default_factory=list)  # (ledger_id, state, reason)
 
 
-def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, Any]], *,
+def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, Any]],
+                    audience: Mapping[tuple[str, str], Mapping[str, Any]], *,
                     now: datetime, batch_size: int) -> Resumption:
-    """Never-claimed rows of a failed earlier run go out with this run unless they expired
-    meanwhile; rows an earlier run claimed and never settled may have gone out: `unknown`.
-    Updates the plan's counts and batches."""
+    """Rows an earlier run (or an earlier try of this plan) left unfinished.
+
+    A never-claimed row is decided again on the contact's current audience row — it goes
+    out with this run, is closed with the reason it now may not (goal reached, consent
+    withdrawn, expired...), or keeps waiting (outside the send window). A row claimed and
+    never settled may have gone out: `unknown`. Updates the plan's counts and batches.
+    """
     resumption = Resumption()
     queued = {channel: len(plan.batches.get(channel, [])) * batch_size
               for channel in program.channels}
+    steps = {step.name: step for step in program.steps}
     for row in stranded:
-        step = program.step(row["step"])
+        counts = plan.counts.setdefault(row["step"], Counter())
+        contact = audience.get((row["contact_id"], row["enrollment_id"]))
         if row["state"] == "sending":
-            resumption.close.append((row["ledger_id"], "unknown", "interrupted_during_send"))
-            plan.counts[step.name]["interrupted_during_send"] += 1
-        elif now - row["due_at"] > step.expires_after:
-            resumption.close.append((row["ledger_id"], "skipped", "expired"))
-            plan.counts[step.name]["expired"] += 1
+            closing = ("unknown", "interrupted_during_send")
+        elif row["step"] not in steps:
+            closing = ("skipped", "step_removed")
+        elif contact is None:
+            closing = ("skipped", "left_audience")
         else:
-            resumption.adopt.append((row["ledger_id"], queued[step.channel] // batch_size))
-            queued[step.channel] += 1
-            plan.counts[step.name]["planned"] += 1
+            step = steps[row["step"]]
+            decision = decide(program, step, contact, now=now)
+            if decision.action == WAIT:
+                counts[decision.reason] += 1
+                continue
+            if decision.action == SKIP:
+                closing = ("skipped", decision.reason)
+            else:
+                resumption.adopt.append((row["ledger_id"], queued[step.channel] // batch_size))
+                queued[step.channel] += 1
+                counts["planned"] += 1
+                continue
+        resumption.close.append((row["ledger_id"], *closing))
+        counts[closing[1]] += 1
     plan.batches = {channel: list(range(-(-count // batch_size)))
                     for channel, count in queued.items()}
     return resumption

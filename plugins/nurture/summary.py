@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from nurture.program import Program
 
 WAITING = ("not_due", "outside_send_window")
+# Skips the dispatcher records when the audience changed between plan and send.
+SEND_TIME_SKIPS = ("left_audience", "goal_reached_before_send", "no_consent_at_send")
 
 
 def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
@@ -39,7 +41,7 @@ def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
             steps[step_name]["sent"] += count
         elif state in ("planned", "sending"):  # a send task that never finished
             steps[step_name]["not_sent"]["not_dispatched"] += count
-        elif state != "skipped":
+        elif state != "skipped" or reason in SEND_TIME_SKIPS:  # plan-time skips: counted
             steps[step_name]["not_sent"][reason.split(":", 1)[0] or state] += count
     for entry in steps.values():
         entry["not_sent"] = dict(sorted(entry["not_sent"].items()))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from nurture import guard, ledger, planner, settings, summary, warehouse
 from nurture.dispatcher import Dispatch, dispatch_batch, render
-from nurture.exceptions import DispatchIncomplete, GuardFailed
+from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
 from nurture.templates import TemplateProblem, TemplateSet
 
@@ -63,8 +63,11 @@ def check_audience(program: Program, *, run_id: str) -> dict:
 def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
     """Decide every (contact, step) pair; record decisions unless this is a dry run."""
     with warehouse.connect() as conn:
+        if not dry_run:
+            ledger.lock_program(conn, program.name)
         audience = planner.read_audience(conn, program)
         existing = ledger.existing_states(conn, program.name)
+        stranded = ledger.stranded(conn, program=program.name)  # before this plan's rows
         now = datetime.now(UTC)
         made = planner.make_plan(program, audience, existing, now=now, batch_size=BATCH_SIZE)
         if dry_run:
@@ -74,8 +77,8 @@ def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
             if inserted < len(made.entries):
                 log.warning("%d decisions were already recorded by another run",
                             len(made.entries) - inserted)
-            stranded = ledger.stranded(conn, program=program.name, dag_run_id=run_id)
-            resumption = planner.resume_stranded(program, made, stranded, now=now,
+            by_key = {(c["contact_id"], c["enrollment_id"]): c for c in audience}
+            resumption = planner.resume_stranded(program, made, stranded, by_key, now=now,
                                                  batch_size=BATCH_SIZE)
             ledger.adopt(conn, resumption.adopt, dag_run_id=run_id)
             ledger.close(conn, resumption.close)
@@ -133,11 +136,14 @@ def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict) -
     log.info("summary of %s:\n%s", run_id, summary.format_table(made))
     if guard_row and not guard_row["success"]:
         raise GuardFailed("the guard failed: nothing was sent. " + "; ".join(guard_row["failures"]))
+    if not plan_counts:
+        raise RunIncomplete("nothing was planned: a task before planning failed (dbt, the "
+                            "guard or the plan itself); see the failed task's log")
     stranded = sum(step["not_sent"].get("not_dispatched", 0) for step in made["steps"])
     if stranded:
-        raise DispatchIncomplete(
+        raise RunIncomplete(
             f"{stranded} planned message(s) were not dispatched: a send task failed (see its "
-            "log). They stay planned for this run; clear the failed send task to retry them."
+            "log). They stay planned; the next run sends them (or records why not)."
         )
     return made
 

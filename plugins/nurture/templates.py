@@ -37,7 +37,7 @@ class Rendered:
 
     @property
     def text(self) -> str:
-        return self.parts.get("body.txt") or self.parts["sms.txt"].strip()
+        return self.parts["body.txt"] if "body.txt" in self.parts else self.parts["sms.txt"].strip()
 
     @property
     def html(self) -> str | None:

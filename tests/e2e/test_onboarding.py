@@ -128,8 +128,7 @@ def test_ledger_records_each_scenarios_outcome(runs, demo):
             reasons = {(step, contact): reason for step, contact, reason in cur}
     mismatches = []
     for contact_id, scenario in demo.scenario_of.items():
-        enrollment = next((f"signup:{s[0]}" for s in demo.tables["signups"] if s[1] == contact_id),
-                          f"crm_customer:{contact_id}")
+        enrollment = f"onboarding:{contact_id}"
         for step, expected in scenario.expected.items():
             state = states.get((step, contact_id, enrollment))
             reason = (reasons.get((step, contact_id)) or "").split(":", 1)[0]

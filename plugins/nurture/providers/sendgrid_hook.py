@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from urllib.error import URLError
 
 from airflow.sdk import BaseHook
 
 from nurture.exceptions import ConfigurationError, ProviderError
+from nurture.redact import redact
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 
@@ -90,21 +92,16 @@ class SendGridHook(BaseHook):
         except HTTPError as err:
             status = err.status_code
             raise ProviderError(
-                f"SendGrid answered {status}: {_text(err.body)}",
+                f"SendGrid answered {status}: {redact(_text(err.body))}",
                 status=status, ambiguous=status >= 500,
             ) from err
-        except OSError as err:  # URLError, timeouts, resets
-            raise ProviderError(
-                f"SendGrid unreachable: {err}", status=None, ambiguous=_maybe_sent(err)
-            ) from err
+        except URLError as err:  # raised while connecting or sending: nothing was accepted
+            raise ProviderError(f"SendGrid unreachable: {err.reason}", status=None) from err
+        except OSError as err:  # a timeout or reset while waiting for the answer
+            raise ProviderError(f"SendGrid did not answer: {err}", status=None,
+                                ambiguous=True) from err
         return response.headers.get("X-Message-Id", "")
 
 
 def _text(body) -> str:
     return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-
-
-def _maybe_sent(err: OSError) -> bool:
-    """A refused connection never reached SendGrid; a timeout or reset may have."""
-    reason = getattr(err, "reason", err)
-    return not isinstance(reason, ConnectionRefusedError)

@@ -9,6 +9,7 @@ from functools import cached_property
 from airflow.sdk import BaseHook
 
 from nurture.exceptions import ConfigurationError, ProviderError
+from nurture.redact import redact
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,26 @@ class TwilioHook(BaseHook):
                                                   **sender, **options)
         except TwilioRestException as err:
             raise ProviderError(
-                f"Twilio answered {err.status} (error {err.code}): {err.msg}",
+                f"Twilio answered {err.status} (error {err.code}): {redact(str(err.msg))}",
                 status=err.status, code=str(err.code) if err.code else None,
                 ambiguous=err.status >= 500,
             ) from err
         except requests.ConnectionError as err:
-            refused = "refused" in str(err).lower()
-            raise ProviderError(f"Twilio unreachable: {err}", status=None,
-                                ambiguous=not refused) from err
-        except requests.Timeout as err:
+            if _never_left(err):
+                raise ProviderError(f"Twilio unreachable: {err}", status=None) from err
+            raise ProviderError(f"Twilio did not answer: {err}", status=None,
+                                ambiguous=True) from err
+        except requests.Timeout as err:  # a read timeout: the request was sent
             raise ProviderError(f"Twilio timed out: {err}", status=None, ambiguous=True) from err
         return created.sid
+
+
+def _never_left(err) -> bool:
+    """Connecting failed (refused, DNS, connect timeout): Twilio never saw the request."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(reason, NewConnectionError)

@@ -1,5 +1,6 @@
--- A contact enters onboarding at their first sign-up, or when the CRM makes them a customer,
--- whichever came first. The enrollment id names that event, so a ledger row says why it exists.
+-- A contact enters onboarding once: at their first sign-up, or when the CRM makes them a
+-- customer, whichever came first. The enrollment id is per contact, not per entry event: a
+-- late-arriving earlier entry must not become a new enrollment (and a second welcome).
 with
 
 signups as (
@@ -52,7 +53,8 @@ first_entry as (
 
 select
     contact_id,
-    enrollment_id,
+    'onboarding:' || contact_id as enrollment_id,
+    enrollment_id as entry_event_id,
     entry_source,
     enrolled_at,
     loaded_at
