@@ -385,3 +385,16 @@ def test_run_counts_groups_this_runs_rows_by_step_state_and_reason(conn, run_id)
         ("check_in", "skipped", "expired", 1),
     ])
     assert ledger.run_counts(conn, program=OTHER_PROGRAM, dag_run_id=run_id) == []
+
+
+def test_claim_batch_takes_at_most_limit_rows_at_a_time(conn, run_id, warehouse_url):
+    seed_batches(conn, run_id)
+    first = ledger.claim_batch(conn, program=PROGRAM, dag_run_id=run_id, channel="email",
+                               batch_no=0, limit=2)
+    ledger.settle(conn, [Outcome(r["ledger_id"], "sent", provider_message_id="m")
+                         for r in first])  # as the dispatcher does before claiming more
+    rest = ledger.claim_batch(conn, program=PROGRAM, dag_run_id=run_id, channel="email",
+                              batch_no=0, limit=2)
+    assert len(first) == 2 and len(rest) == 1
+    assert {r["ledger_id"] for r in first}.isdisjoint(r["ledger_id"] for r in rest)
+    assert {row["state"] for row in rows(conn).values()} >= {"sent", "sending"}

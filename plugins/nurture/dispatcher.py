@@ -22,7 +22,7 @@ from nurture.providers import EmailMessage, SmsMessage
 from nurture.templates import Rendered, TemplateProblem, TemplateSet
 
 
-class Sender(Protocol):
+class ProviderHook(Protocol):
     """A provider hook: `check` fails before anything is claimed (a missing connection or
     key would otherwise strand a whole batch as `unknown`); `send` returns the provider's id."""
 
@@ -31,27 +31,47 @@ class Sender(Protocol):
     def send(self, message) -> str: ...
 
 
+CLAIM_FACTOR = 4  # rows claimed at once per thread: few in flight if the worker dies
+
+
 @dataclass(frozen=True)
 class Dispatch:
     """What one batch needs besides its rows."""
 
     program: Program
     templates: TemplateSet
-    email: Sender
-    sms: Sender
+    email: ProviderHook
+    sms: ProviderHook
     public_url: str | None = None
     concurrency: int = 16
 
 
 def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
                    batch_no: int) -> dict[str, dict[str, int]]:
-    """Send a batch; returns {step: {outcome or reason: count}}.
+    """Send a batch, a few times `concurrency` messages at a time; returns
+    {step: {"sent" or the reason not: count}}.
 
-    Raises ProviderUnavailable, after settling the rest, when some messages never reached
-    the provider: the task fails and its retry claims them again."""
+    Raises ProviderUnavailable, after settling what was sent, when some messages never
+    reached the provider: they stay planned, and the task's retry claims them again."""
     (job.email if channel == "email" else job.sms).check()
-    rows = ledger.claim_batch(conn, program=job.program.name, dag_run_id=dag_run_id,
-                              channel=channel, batch_no=batch_no)
+    counts: dict[str, Counter] = {}
+    while rows := ledger.claim_batch(conn, program=job.program.name, dag_run_id=dag_run_id,
+                                     channel=channel, batch_no=batch_no,
+                                     limit=job.concurrency * CLAIM_FACTOR):
+        outcomes = _send_claimed(conn, job, rows)
+        for row, outcome in zip(rows, outcomes, strict=True):
+            label = "sent" if outcome.state == "sent" else ledger.reason_category(outcome.reason)
+            counts.setdefault(row["step"], Counter())[label] += 1
+        released = sum(outcome.state == "planned" for outcome in outcomes)
+        if released:
+            raise ProviderUnavailable(
+                f"{released} message(s) could not reach the {channel} provider and stay "
+                "planned: the task's retry (or the next run) sends them"
+            )
+    return {step: dict(counter) for step, counter in counts.items()}
+
+
+def _send_claimed(conn, job: Dispatch, rows: list[dict]) -> list[ledger.Outcome]:
     try:
         contacts = _audience_rows(conn, job.program, rows)
     except Exception:  # nothing has left yet: give the rows back for the retry
@@ -64,17 +84,7 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
             rows,
         ))
     ledger.settle(conn, outcomes)
-    released = sum(outcome.state == "planned" for outcome in outcomes)
-    if released:
-        raise ProviderUnavailable(
-            f"{released} of {len(outcomes)} message(s) could not reach the {channel} provider "
-            "and stay planned: the task's retry (or the next run) sends them"
-        )
-    counts: dict[str, Counter] = {}
-    for row, outcome in zip(rows, outcomes, strict=True):
-        label = "sent" if outcome.state == "sent" else reason_category(outcome.reason)
-        counts.setdefault(row["step"], Counter())[label] += 1
-    return {step: dict(counter) for step, counter in counts.items()}
+    return outcomes
 
 
 def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None
@@ -130,11 +140,6 @@ def render(program: Program, templates: TemplateSet, step: Step, locale: str,
     context.update(sender_name=program.sender.name, program=program.name, step=step.name,
                    locale=locale)
     return templates.render(step.template, step.channel, locale, context)
-
-
-def reason_category(reason: str | None) -> str:
-    """`template_error: welcome/en/subject.txt: 'first_name' is undefined` -> `template_error`."""
-    return (reason or "unknown").split(":", 1)[0]
 
 
 def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:

@@ -93,6 +93,11 @@ class Outcome:
     template_version: str | None = None
 
 
+def reason_category(reason: str | None) -> str:
+    """`template_error: welcome/en/subject.txt: 'first_name' is undefined` -> `template_error`."""
+    return (reason or "unknown").split(":", 1)[0]
+
+
 def ensure_schema(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(SCHEMA_DDL)
@@ -137,9 +142,10 @@ def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
     return len(inserted)
 
 
-def claim_batch(conn, *, program: str, dag_run_id: str, channel: str,
-                batch_no: int) -> list[dict]:
-    """Mark a batch's planned rows `sending` and return them; commits before any send.
+def claim_batch(conn, *, program: str, dag_run_id: str, channel: str, batch_no: int,
+                limit: int | None = None) -> list[dict]:
+    """Mark up to `limit` of a batch's planned rows `sending` and return them; commits
+    before any send. Claiming a little at a time bounds what a killed worker leaves behind.
 
     Rows a previous, interrupted attempt left in `sending` may have gone out: they become
     `unknown` instead of being sent again. Run ids are unique per DAG only (two programs'
@@ -160,12 +166,17 @@ def claim_batch(conn, *, program: str, dag_run_id: str, channel: str,
             """
             update nurture.message_ledger
                set state = 'sending', updated_at = now()
-             where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
-               and state = 'planned'
+             where ledger_id in (
+                   select ledger_id from nurture.message_ledger
+                    where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
+                      and state = 'planned'
+                    order by ledger_id
+                    limit %s
+                      for update skip locked)
             returning ledger_id::text, program, step, contact_id, enrollment_id, channel,
                       recipient, locale
             """,
-            key,
+            (*key, limit),
         )
         columns = [c.name for c in cur.description]
         rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]

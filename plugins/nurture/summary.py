@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from nurture.ledger import reason_category
 from nurture.program import Program
 
 WAITING = ("not_due", "outside_send_window")
@@ -42,7 +43,7 @@ def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
         elif state in ("planned", "sending"):  # a send task that never finished
             steps[step_name]["not_sent"]["not_dispatched"] += count
         elif state != "skipped" or reason in SEND_TIME_SKIPS:  # plan-time skips: counted
-            steps[step_name]["not_sent"][reason.split(":", 1)[0] or state] += count
+            steps[step_name]["not_sent"][reason_category(reason or state)] += count
     for entry in steps.values():
         entry["not_sent"] = dict(sorted(entry["not_sent"].items()))
         entry["waiting"] = dict(sorted(entry["waiting"].items()))
