@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8025)
     emulator.set_defaults(handler=cmd_emulator)
 
+    hooks = commands.add_parser("webhooks", help="serve the signed provider webhook receiver")
+    hooks.add_argument("--host", default="127.0.0.1")
+    hooks.add_argument("--port", type=int, default=8000)
+    hooks.set_defaults(handler=cmd_webhooks)
+
     seed = commands.add_parser("seed", help="load the demo dataset into the warehouse")
     seed.set_defaults(handler=cmd_seed)
 
@@ -136,6 +141,23 @@ def cmd_emulator(args) -> int:
 
     print(f"provider emulator on http://{args.host}:{args.port} (outbox {OUTBOX}); Ctrl-C stops")
     serve(args.host, args.port, OUTBOX, **EMULATOR_CREDENTIALS)
+    return 0
+
+
+def cmd_webhooks(args) -> int:
+    """The receiver in the foreground; its public URL comes from NURTURE_PUBLIC_URL."""
+    import uvicorn
+
+    from nurture import airflow_env, warehouse
+
+    airflow_env.configure()
+    from nurture.webhooks.config import from_connections
+
+    public_url = settings.public_url() or f"http://{args.host}:{args.port}"
+    app = from_connections(warehouse_url=warehouse.resolve_url(), public_url=public_url)
+    print(f"webhook receiver on http://{args.host}:{args.port}, verifying Twilio signatures "
+          f"against {public_url}; Ctrl-C stops it")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

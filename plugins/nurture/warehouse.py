@@ -9,6 +9,7 @@ to run as root, so as root the server runs as pgserver's dedicated system user.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import warnings
@@ -157,7 +158,9 @@ class EmbeddedWarehouse:
 
 
 def _pg_commands():
-    """pgserver's initdb and pg_ctl wrappers (importing pgserver warns about XDG dirs)."""
+    """pgserver's initdb and pg_ctl wrappers (importing pgserver warns about XDG dirs, and it
+    logs every command at INFO)."""
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pgserver._commands import initdb, pg_ctl

@@ -1,0 +1,37 @@
+"""The deployed receiver takes its keys from the provider connections."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from nurture.webhooks.config import from_connections
+
+PUBLIC_URL = "https://hooks.nurture.example"
+TOKEN = "config-test-token"
+
+
+def test_twilio_token_from_the_connection_and_sendgrid_refused_without_a_key(
+        warehouse_url, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TWILIO_DEFAULT",
+                       json.dumps({"conn_type": "twilio", "login": "AC1", "password": TOKEN}))
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT",
+                       json.dumps({"conn_type": "sendgrid", "password": "SG.key"}))
+    client = TestClient(from_connections(warehouse_url=warehouse_url, public_url=PUBLIC_URL))
+
+    form = {"MessageSid": "SMconfigtest0001", "MessageStatus": "delivered"}
+    signature = RequestValidator(TOKEN).compute_signature(
+        f"{PUBLIC_URL}/webhooks/twilio/status", form)
+    accepted = client.post("/webhooks/twilio/status", data=form,
+                           headers={"X-Twilio-Signature": signature})
+    assert accepted.status_code == 200
+    forged = client.post("/webhooks/twilio/status", data=form,
+                         headers={"X-Twilio-Signature": "AAAA" + signature[4:]})
+    assert forged.status_code == 403
+
+    refused = client.post("/webhooks/sendgrid", content=b"[]",
+                          headers={"Content-Type": "application/json"})
+    assert refused.status_code == 503
+    assert "webhook_verification_key" in refused.json()["detail"]
