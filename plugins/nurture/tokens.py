@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import fernet
 
@@ -79,13 +80,17 @@ class TokenSigner:
         self._clock = clock
 
     @classmethod
-    def from_connection(cls, conn_id: str = CONN_ID) -> TokenSigner:
-        """Keys from a connection: password = current key, extra `previous_keys` = older."""
+    def from_connection(cls, conn_id: str = CONN_ID, *,
+                        get_connection: Callable[[str], Any] | None = None) -> TokenSigner:
+        """Keys from a connection: password = current key, extra `previous_keys` = older.
+
+        `get_connection` defaults to the Task SDK's (tasks; environment and secrets backends
+        elsewhere); a server outside Airflow passes one that also reads the metadata DB."""
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowException
 
         try:
-            conn = BaseHook.get_connection(conn_id)
+            conn = (get_connection or BaseHook.get_connection)(conn_id)
         except AirflowException as exc:
             raise ConfigurationError(f"connection {conn_id} is not defined: {exc}") from None
         if not conn.password:

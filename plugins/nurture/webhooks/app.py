@@ -35,8 +35,10 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from nurture.tokens import TokenSigner
 from nurture.webhooks import storage
 from nurture.webhooks.signatures import load_sendgrid_key, verify_sendgrid, verify_twilio
+from nurture.webhooks.unsubscribe import unsubscribe_router
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ def create_app(
     twilio_auth_token: str | None,
     max_body_bytes: int = 1_000_000,
     tolerance_s: int = 600,
+    token_signer: TokenSigner | None = None,
 ) -> FastAPI:
     """The receiver as an ASGI app; a malformed SendGrid key fails here, not per request."""
     if sendgrid_public_key:
@@ -68,6 +71,7 @@ def create_app(
     base_url = public_url.rstrip("/")
     tables = _Tables(warehouse_url)
     app = FastAPI(title="Nurture webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(unsubscribe_router(token_signer, tables.store))
 
     @app.post(SENDGRID_PATH)
     async def sendgrid_events(request: Request) -> Response:

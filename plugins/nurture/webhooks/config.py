@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from nurture.exceptions import ConfigurationError
+from nurture.tokens import TokenSigner
 from nurture.webhooks.app import create_app
 
 
@@ -19,10 +21,16 @@ def from_connections(*, warehouse_url: str, public_url: str) -> FastAPI:
             return None
 
     sendgrid, twilio = connection("sendgrid_default"), connection("twilio_default")
+    try:
+        signer = TokenSigner.from_connection(
+            get_connection=Connection.get_connection_from_secrets)
+    except ConfigurationError:
+        signer = None  # the unsubscribe pages answer 503 until nurture_signing is set
     return create_app(
         warehouse_url=warehouse_url,
         public_url=public_url,
         sendgrid_public_key=(sendgrid.extra_dejson.get("webhook_verification_key")
                              if sendgrid else None),
         twilio_auth_token=twilio.password if twilio else None,
+        token_signer=signer,
     )

@@ -34,6 +34,14 @@ create table if not exists raw.twilio_inbound_messages (
     received_at timestamptz not null default now(),
     payload jsonb not null
 );
+create table if not exists raw.unsubscribe_requests (
+    token_digest text primary key,
+    contact_id text not null,
+    channel text not null,
+    source text not null,
+    received_at timestamptz not null default now(),
+    payload jsonb not null
+);
 """
 
 # The events travel as one jsonb array and are split by the server: one statement however
@@ -87,6 +95,21 @@ def store_twilio_status(warehouse_url: str, form: Mapping[str, Any]) -> int:
 def store_twilio_inbound(warehouse_url: str, form: Mapping[str, Any]) -> int:
     """Store an inbound message keyed on MessageSid; 1 if new, else 0."""
     return _execute(warehouse_url, _INSERT_INBOUND, (form["MessageSid"], json.dumps(dict(form))))
+
+
+def store_unsubscribe(warehouse_url: str, request: Mapping[str, Any]) -> int:
+    """Store an unsubscribe keyed on the token's digest: a link clicked twice (or a mail
+    client's one-click POST and the person's page visit) is one row."""
+    return _execute(
+        warehouse_url,
+        """
+        insert into raw.unsubscribe_requests (token_digest, contact_id, channel, source, payload)
+        values (%s, %s, %s, %s, %s::jsonb)
+        on conflict do nothing
+        """,
+        (request["token_digest"], request["contact_id"], request["channel"], request["source"],
+         json.dumps(dict(request))),
+    )
 
 
 def _execute(warehouse_url: str, statement: str, params: tuple[Any, ...]) -> int:
