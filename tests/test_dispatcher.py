@@ -59,7 +59,9 @@ TEMPLATES = {
     "dispatch_test/welcome/fi/body.txt": "Hei {{ first_name }},\ntervetuloa.\n",
     "dispatch_test/welcome/fi/body.html": "<p>Hei {{ first_name }},</p><p>tervetuloa.</p>\n",
     "dispatch_test/tips/en/subject.txt": "Three tips for you, {{ first_name }}\n",
-    "dispatch_test/tips/en/body.txt": "Tip one: invite your team.\n",
+    "dispatch_test/tips/en/body.txt": "Tip one: invite your team.\n"
+                                      "{% if unsubscribe_url is defined %}Unsubscribe:"
+                                      " {{ unsubscribe_url }}{% endif %}\n",
     "dispatch_test/tips/en/body.html": "<p>Tip one: invite your team.</p>\n",
     "dispatch_test/nudge/en/sms.txt": "{{ first_name }}, your account is waiting. Reply STOP to"
                                       " opt out.\n",
@@ -518,3 +520,31 @@ def ledger_rows_all(conn, run_id: str) -> list[dict]:
         found = [dict(row) for row in cur]
     conn.commit()
     return found
+
+
+def test_marketing_email_carries_a_signed_one_click_unsubscribe(conn, templates, emulator,
+                                                                 run_id):
+    from dataclasses import replace
+
+    from nurture.tokens import TokenSigner, generate_key
+
+    _, outbox = emulator
+    signer = TokenSigner([generate_key()])
+    people = [contact(i) for i in range(3)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "tips", people)
+    job = replace(make_job(templates), signer=signer)
+
+    assert dispatch(conn, job, run_id, "email") == {"tips": {"sent": 3}}
+    by_recipient = {c["email"]: c for c in people}
+    for message in outbox.messages():
+        headers = message["request"]["headers"]
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        url = headers["List-Unsubscribe"].strip("<>")
+        assert url.startswith(f"{PUBLIC_URL}/unsubscribe/")
+        assert url in message["text"]  # the footer links to the same page
+        claims = signer.verify(url.rsplit("/", 1)[1], purpose="unsubscribe")
+        contact_id = by_recipient[message["recipient"]]["contact_id"]
+        assert (claims.contact_id, claims.channel) == (contact_id, "email")
+        assert contact_id not in url
+

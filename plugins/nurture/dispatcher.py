@@ -20,6 +20,7 @@ from nurture.exceptions import ProviderError, ProviderUnavailable
 from nurture.program import Program, Step
 from nurture.providers import EmailMessage, SmsMessage
 from nurture.templates import Rendered, TemplateProblem, TemplateSet
+from nurture.tokens import TokenSigner
 
 
 class ProviderHook(Protocol):
@@ -44,6 +45,7 @@ class Dispatch:
     sms: ProviderHook
     public_url: str | None = None
     concurrency: int = 16
+    signer: TokenSigner | None = None  # with public_url: unsubscribe links and headers
 
 
 def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
@@ -98,6 +100,9 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
         return ledger.Outcome(ledger_id, "skipped", "goal_reached_before_send")
     if not contact.get(f"has_{step.channel}_consent"):
         return ledger.Outcome(ledger_id, "skipped", "no_consent_at_send")
+    unsubscribe_url = _unsubscribe_url(job, row)
+    if unsubscribe_url:
+        contact = {**contact, "unsubscribe_url": unsubscribe_url}
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
@@ -113,6 +118,9 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
                 custom_args={"ledger_id": ledger_id, "program": job.program.name,
                              "step": step.name},
                 categories=(job.program.name,),
+                headers={"List-Unsubscribe": f"<{unsubscribe_url}>",
+                         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+                if unsubscribe_url else {},
             ))
         else:
             message_id = job.sms.send(SmsMessage(
@@ -140,6 +148,14 @@ def render(program: Program, templates: TemplateSet, step: Step, locale: str,
     context.update(sender_name=program.sender.name, program=program.name, step=step.name,
                    locale=locale)
     return templates.render(step.template, step.channel, locale, context)
+
+
+def _unsubscribe_url(job: Dispatch, row: Mapping[str, Any]) -> str | None:
+    """A signed one-click link naming contact and channel, never readable from the URL."""
+    if row["channel"] != "email" or not (job.public_url and job.signer):
+        return None
+    token = job.signer.issue("unsubscribe", row["contact_id"], "email")
+    return f"{job.public_url}/unsubscribe/{token}"
 
 
 def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:

@@ -20,6 +20,8 @@ EMULATOR_CREDENTIALS = {
     "twilio_auth_token": "local-emulator-token",
 }
 EMULATOR_MESSAGING_SERVICE = "MG00000000000000000000000000000000"
+LOCAL_SIGNING_KEY = "zFDwKSyF1ReTmWLBxhd5f5VYyxYUafwys7sHJ6ZisWs="  # as in airflow_settings.yaml: local only
+LOCAL_RECEIVER_URL = "http://127.0.0.1:8000"  # where `nurture webhooks` listens by default
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ def emulated_providers(outbox_path=None) -> Iterator[str]:
                 login=EMULATOR_CREDENTIALS["twilio_account_sid"],
                 password=EMULATOR_CREDENTIALS["twilio_auth_token"],
                 extra={"messaging_service_sid": EMULATOR_MESSAGING_SERVICE}),
+            **airflow_env.connection_env("nurture_signing", conn_type="generic",
+                                         password=LOCAL_SIGNING_KEY),
+            "NURTURE_PUBLIC_URL": os.environ.get("NURTURE_PUBLIC_URL") or LOCAL_RECEIVER_URL,
         }
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)

@@ -15,6 +15,7 @@ from nurture.dispatcher import Dispatch, dispatch_batch, render
 from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
 from nurture.templates import TemplateProblem, TemplateSet
+from nurture.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,19 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
 
     from nurture.providers import SendGridHook, TwilioHook
 
+    public_url = settings.public_url()
+    if public_url is None:
+        log.warning("NURTURE_PUBLIC_URL is not set: emails go out without unsubscribe links "
+                    "and SMS without status callbacks")
     job = Dispatch(
         program=program,
         templates=TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale),
         email=SendGridHook(),
         sms=TwilioHook(),
-        public_url=settings.public_url(),
+        public_url=public_url,
+        # With a public URL, an email without its unsubscribe link must not go out: a
+        # missing key fails the task (ConfigurationError) before anything is claimed.
+        signer=TokenSigner.from_connection() if public_url and channel == "email" else None,
         concurrency=int(Variable.get("nurture_dispatch_concurrency", default=16)),
     )
     with warehouse.connect() as conn:

@@ -155,6 +155,9 @@ def test_messages_map_back_to_the_ledger_without_personal_data(runs):
             args = message["request"]["personalizations"][0].get("custom_args") or \
                 message["request"].get("custom_args")
             assert set(args) == {"ledger_id", "program", "step"}
+            headers = message["request"]["headers"]
+            assert headers["List-Unsubscribe"].startswith(f"<{PUBLIC_URL}/unsubscribe/")
+            assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         else:
             assert message["request"]["StatusCallback"].startswith(
                 f"{PUBLIC_URL}/webhooks/twilio/status?")

@@ -26,6 +26,7 @@ class EmailMessage:
     # Maps provider events back to the ledger; ids only, never personal data.
     custom_args: dict[str, str] = field(default_factory=dict)
     categories: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
 
 
 class SendGridHook(BaseHook):
@@ -72,7 +73,7 @@ class SendGridHook(BaseHook):
     def send(self, message: EmailMessage) -> str:
         """Send one message; returns SendGrid's X-Message-Id."""
         from python_http_client.exceptions import HTTPError
-        from sendgrid.helpers.mail import Category, CustomArg, From, Mail
+        from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail
 
         mail = Mail(
             from_email=From(message.from_email, message.from_name),
@@ -85,6 +86,8 @@ class SendGridHook(BaseHook):
             mail.add_custom_arg(CustomArg(key, str(value)))
         for category in message.categories:
             mail.add_category(Category(category))
+        for key, value in message.headers.items():
+            mail.add_header(Header(key, value))
         try:
             response = self.client.client.mail.send.post(
                 request_body=mail.get(), timeout=self.timeout
