@@ -20,7 +20,8 @@ EMULATOR_CREDENTIALS = {
     "twilio_auth_token": "local-emulator-token",
 }
 EMULATOR_MESSAGING_SERVICE = "MG00000000000000000000000000000000"
-LOCAL_SIGNING_KEY = "zFDwKSyF1ReTmWLBxhd5f5VYyxYUafwys7sHJ6ZisWs="  # as in airflow_settings.yaml: local only
+# Local only, as in airflow_settings.yaml; production sets its own nurture_signing key.
+LOCAL_SIGNING_KEY = "zFDwKSyF1ReTmWLBxhd5f5VYyxYUafwys7sHJ6ZisWs="
 LOCAL_RECEIVER_URL = "http://127.0.0.1:8000"  # where `nurture webhooks` listens by default
 
 

@@ -7,7 +7,9 @@ the real SDKs talk to it unchanged, and it records every accepted message in an 
 from __future__ import annotations
 
 from nurture.emulator.app import create_app
+from nurture.emulator.events import new_event_signing_key, post_inbound
 from nurture.emulator.server import run_in_thread, serve
 from nurture.emulator.store import OutboxStore
 
-__all__ = ["OutboxStore", "create_app", "run_in_thread", "serve"]
+__all__ = ["OutboxStore", "create_app", "new_event_signing_key", "post_inbound",
+           "run_in_thread", "serve"]

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from nurture.emulator.app import create_app
 from nurture.emulator.store import OutboxStore
@@ -24,21 +25,38 @@ STARTUP_TIMEOUT_S = 5.0
 def serve(
     host: str, port: int, store_path: Path | str, *,
     sendgrid_api_key: str, twilio_account_sid: str, twilio_auth_token: str,
+    events_url: str | None = None, sendgrid_event_key: str | None = None,
 ) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     app = create_app(OutboxStore(Path(store_path)), sendgrid_api_key=sendgrid_api_key,
-                     twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+                     twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token,
+                     events_url=events_url, sendgrid_event_key=sendgrid_event_key)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+    finally:
+        app.state.events.close()
 
 
 @contextmanager
 def run_in_thread(
     store_path: Path | str, *,
     sendgrid_api_key: str, twilio_account_sid: str, twilio_auth_token: str,
+    events_url: str | None = None, sendgrid_event_key: str | None = None,
 ) -> Iterator[str]:
     """Serve on 127.0.0.1 on a free port in a daemon thread; yields the base URL."""
     app = create_app(OutboxStore(Path(store_path)), sendgrid_api_key=sendgrid_api_key,
-                     twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token)
+                     twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token,
+                     events_url=events_url, sendgrid_event_key=sendgrid_event_key)
+    try:
+        with serve_app_in_thread(app, name="provider-emulator") as url:
+            yield url
+    finally:
+        app.state.events.close()
+
+
+@contextmanager
+def serve_app_in_thread(app: FastAPI, *, name: str = "asgi-app") -> Iterator[str]:
+    """Any ASGI app on 127.0.0.1 on a free port in a daemon thread; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -46,13 +64,13 @@ def run_in_thread(
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
                                            timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"provider-emulator-{port}", daemon=True)
+                              name=f"{name}-{port}", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("provider emulator failed to start")
+                raise RuntimeError(f"{name} failed to start")
             time.sleep(0.01)
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -137,6 +137,8 @@ async def create_message(account_sid: str, request: Request) -> JSONResponse:
                           keep_blank_values=True))
     if error := validate(form):
         return twilio_error(400, *error)
+    if request.app.state.events.opted_out(form["To"]):  # the recipient replied STOP
+        return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
     message = message_resource(account_sid, form)
     await request.app.state.accept([outbox_record(message, form)])
     return JSONResponse(message, status_code=201)
