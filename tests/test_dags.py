@@ -15,7 +15,13 @@ AUDIENCE_MODELS = {
     "stg_crm__contacts", "stg_crm__consents", "stg_app__signups", "stg_app__events",
     "int_contacts_deduplicated", "int_consents_pivoted_to_contacts",
     "int_onboarding_enrollments", "contacts", "onboarding_audience",
+    # consent comes from every source, provider events and unsubscribe links included
+    "int_consent_events", "stg_sendgrid__events", "stg_twilio__inbound_messages",
+    "stg_nurture__unsubscribe_requests", "stg_nurture__message_ledger",
 }
+REPORT_ROOTS = {"dbt_report.stg_nurture__message_ledger_model_build",
+                "dbt_report.stg_sendgrid__events_model_build",
+                "dbt_report.stg_twilio__status_callbacks_model_build"}
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +59,16 @@ def test_onboarding_compiles_to_the_expected_graph(dagbag):
     def downstream(task_id: str) -> set[str]:
         return dag.get_task(task_id).downstream_task_ids
 
-    assert downstream("prepare") == {"dbt.stg_crm__contacts_model_build",
-                                     "dbt.stg_crm__consents_model_build",
-                                     "dbt.stg_app__signups_model_build",
-                                     "dbt.stg_app__events_model_build"}
+    assert downstream("prepare") == {f"dbt.{model}_model_build" for model in AUDIENCE_MODELS
+                                     if model.startswith("stg_")}
     assert downstream("dbt.onboarding_audience_model_build") == {"guard"}
     assert downstream("guard") == {"plan"}
     assert downstream("plan") == {"send"}
-    assert downstream("send") == {"dbt_report.stg_nurture__message_ledger_model_build"}
+    assert downstream("send") == REPORT_ROOTS
     assert downstream("dbt_report.message_sends_model_build") == {"summarize"}
     assert downstream("summarize") == set()  # the leaf: its verdict is the run's
     assert dag.get_task("summarize").trigger_rule == "all_done"
-    assert dag.get_task("dbt_report.stg_nurture__message_ledger_model_build").trigger_rule \
-        == "all_done"
+    assert {dag.get_task(root).trigger_rule for root in REPORT_ROOTS} == {"all_done"}
     assert dag.get_task("send").pool == "provider_dispatch"
 
 

@@ -15,7 +15,7 @@ from nurture import settings
 from nurture.program import Program
 
 DBT_PROFILE = "nurture"
-REPORT_MODELS = ("stg_nurture__message_ledger", "message_sends")
+REPORT_MODELS = ("+message_sends",)  # the ledger's and the providers' events' staging too
 DISPATCH_POOL = "provider_dispatch"  # bounds concurrent send tasks across all programs
 
 

@@ -99,8 +99,13 @@ def reason_category(reason: str | None) -> str:
 
 
 def ensure_schema(conn) -> None:
+    """Nurture's own tables, and the raw tables the webhook receiver fills (dbt reads them
+    as sources, so they must exist before the first event arrives)."""
+    from nurture.webhooks.storage import DDL as RAW_EVENTS_DDL
+
     with conn.cursor() as cur:
         cur.execute(SCHEMA_DDL)
+        cur.execute(RAW_EVENTS_DDL)
 
 
 def existing_states(conn, program: str) -> dict[tuple[str, str, str], str]:

@@ -42,7 +42,7 @@ final as (
         contacts.lifecycle_stage_changed_at,
         contacts.created_at,
         contacts.updated_at,
-        greatest(contacts.loaded_at, consents.loaded_at, activations.loaded_at) as source_loaded_at
+        greatest(contacts.loaded_at, activations.loaded_at) as source_loaded_at
     from contacts
     left join consents using (contact_id)
     left join activations using (contact_id)

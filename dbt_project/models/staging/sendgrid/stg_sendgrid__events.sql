@@ -1,0 +1,36 @@
+with
+
+source as (
+
+    select * from {{ source('sendgrid', 'sendgrid_events') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        sg_event_id,
+        payload ->> 'sg_message_id' as sendgrid_message_id,
+        (payload ->> 'ledger_id')::uuid as ledger_id,
+
+        -- strings
+        lower(event) as event_name,
+        payload ->> 'type' as bounce_type,
+        payload ->> 'program' as program,
+        payload ->> 'step' as step,
+
+        -- booleans
+        lower(event) in ('unsubscribe', 'group_unsubscribe', 'spamreport')
+            or (lower(event) = 'bounce' and coalesce(payload ->> 'type', 'bounce') = 'bounce')
+            as is_consent_withdrawal,
+
+        -- timestamps
+        to_timestamp((payload ->> 'timestamp')::bigint) as occurred_at,
+        received_at
+
+    from source
+
+)
+
+select * from renamed
