@@ -54,3 +54,16 @@ def test_contracts_are_enforced_on_what_dags_and_bi_read(built):
         " where contype = 'p' and connamespace = 'marts'::regnamespace"
     )
     assert set(keys) >= {"marts.contacts", "marts.onboarding_audience", "marts.message_sends"}
+
+
+def test_events_from_other_senders_on_the_account_do_not_break_the_build(built):
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("insert into raw.sendgrid_events (sg_event_id, event, payload) values"
+                    " ('foreign-1', 'delivered', '{\"ledger_id\": \"L-1\", \"timestamp\": 1}')"
+                    " on conflict do nothing")
+    result = subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
+         "stg_sendgrid__events+"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert scalar("select count(*) from staging.stg_sendgrid__events"
+                  " where sg_event_id = 'foreign-1' and ledger_id is null") == 1

@@ -12,7 +12,11 @@ renamed as (
         -- ids
         sg_event_id,
         payload ->> 'sg_message_id' as sendgrid_message_id,
-        (payload ->> 'ledger_id')::uuid as ledger_id,
+        -- only Nurture's own messages carry a ledger id; other senders on the account don't
+        case
+            when payload ->> 'ledger_id' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$'
+                then (payload ->> 'ledger_id')::uuid
+        end as ledger_id,
 
         -- strings
         lower(event) as event_name,
