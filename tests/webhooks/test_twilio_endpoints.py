@@ -165,13 +165,12 @@ def test_unconfigured_token_refuses_rather_than_accepting_unsigned(raw_tables, p
     assert count(raw_tables, STATUS_TABLE, prefix) == count(raw_tables, INBOUND_TABLE, prefix) == 0
 
 
-def test_repeated_form_names_are_verified_and_kept(client, raw_tables, prefix) -> None:
-    """Twilio signs every value of a repeated name; the raw payload keeps them all."""
-    pairs = [("MessageSid", f"{prefix}SM13"), ("MessageStatus", "sent"), ("Tag", "b"), ("Tag", "a")]
+def post_signed_pairs(client, pairs: list[tuple[str, str]]):
+    """Post form pairs (repeated names kept) signed as Twilio signs them."""
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(
         PUBLIC_URL + STATUS, ImmutableMultiDict(pairs)
     )
-    response = client.post(
+    return client.post(
         STATUS,
         content=urlencode(pairs).encode(),
         headers={
@@ -179,6 +178,12 @@ def test_repeated_form_names_are_verified_and_kept(client, raw_tables, prefix) -
             "X-Twilio-Signature": signature,
         },
     )
+
+
+def test_repeated_form_names_are_verified_and_kept(client, raw_tables, prefix) -> None:
+    """Twilio signs every value of a repeated name; the raw payload keeps them all."""
+    pairs = [("MessageSid", f"{prefix}SM13"), ("MessageStatus", "sent"), ("Tag", "b"), ("Tag", "a")]
+    response = post_signed_pairs(client, pairs)
     assert response.json() == {"stored": 1}
     with connect(raw_tables) as conn, conn.cursor() as cur:
         cur.execute(f"select payload from {STATUS_TABLE} where message_sid = %s", (pairs[0][1],))
@@ -191,16 +196,6 @@ def test_repeated_message_sid_is_refused(client, raw_tables, prefix) -> None:
         ("MessageSid", f"{prefix}SM15"),
         ("MessageStatus", "sent"),
     ]
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(
-        PUBLIC_URL + STATUS, ImmutableMultiDict(pairs)
-    )
-    response = client.post(
-        STATUS,
-        content=urlencode(pairs).encode(),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature,
-        },
-    )
+    response = post_signed_pairs(client, pairs)
     assert response.status_code == 400
     assert count(raw_tables, STATUS_TABLE, prefix) == 0
