@@ -19,9 +19,11 @@ AUDIENCE_MODELS = {
     "int_consent_events", "stg_sendgrid__events", "stg_twilio__inbound_messages",
     "stg_nurture__unsubscribe_requests", "stg_nurture__message_ledger",
 }
-REPORT_ROOTS = {"dbt_report.stg_nurture__message_ledger_model_build",
-                "dbt_report.stg_sendgrid__events_model_build",
-                "dbt_report.stg_twilio__status_callbacks_model_build"}
+# After sends: outcomes (message_sends) and consent (consent_history), from their sources.
+REPORT_ROOTS = {f"dbt_report.{model}_model_build" for model in (
+    "stg_nurture__message_ledger", "stg_sendgrid__events", "stg_twilio__status_callbacks",
+    "stg_twilio__inbound_messages", "stg_nurture__unsubscribe_requests", "stg_crm__consents",
+    "stg_crm__contacts")}
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +66,10 @@ def test_onboarding_compiles_to_the_expected_graph(dagbag):
     assert downstream("dbt.onboarding_audience_model_build") == {"guard"}
     assert downstream("guard") == {"plan"}
     assert downstream("plan") == {"send"}
-    assert downstream("send") == REPORT_ROOTS
-    assert downstream("dbt_report.message_sends_model_build") == {"summarize"}
-    assert downstream("summarize") == set()  # the leaf: its verdict is the run's
+    assert downstream("send") == REPORT_ROOTS | {"summarize"}
+    assert downstream("summarize") == set()  # a leaf: its verdict is the run's
+    assert downstream("dbt_report.message_sends_model_build") == set()  # and so are these
+    assert downstream("dbt_report.consent_history_model_build") == set()
     assert dag.get_task("summarize").trigger_rule == "all_done"
     assert {dag.get_task(root).trigger_rule for root in REPORT_ROOTS} == {"all_done"}
     assert dag.get_task("send").pool == "provider_dispatch"

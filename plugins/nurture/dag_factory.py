@@ -1,7 +1,8 @@
 """Compile a Program into an Airflow DAG.
 
     prepare ─▶ dbt (Cosmos: the audience and its parents) ─▶ guard ─▶ plan
-        ─▶ send[one per batch of 500, email or SMS] ─▶ dbt_report (message_sends) ─▶ summarize
+        ─▶ send[one per batch of 500, email or SMS] ─▶ summarize
+                                                   └─▶ dbt_report (message_sends, consent)
 
 Parsing stays cheap: dbt is loaded from its manifest (never run at parse time) and the
 heavy libraries are imported inside the tasks.
@@ -15,7 +16,9 @@ from nurture import settings
 from nurture.program import Program
 
 DBT_PROFILE = "nurture"
-REPORT_MODELS = ("+message_sends",)  # the ledger's and the providers' events' staging too
+# After sends: outcomes of what was sent, and consent as the providers' events left it.
+# Both with all their parents, since rebuilding a view drops the views built on it.
+REPORT_MODELS = ("+message_sends", "+consent_history")
 DISPATCH_POOL = "provider_dispatch"  # bounds concurrent send tasks across all programs
 
 
@@ -88,10 +91,10 @@ def build_dag(program: Program):
         planned = plan()
         sent = send.expand_kwargs(planned)
         prepare() >> _dbt_group("dbt", [f"+{program.audience}"]) >> guard() >> planned
-        # The report mart is rebuilt whatever happened; the summary is the last task, so
-        # its verdict is the run's: Airflow judges a run by its leaves.
-        sent >> _dbt_group("dbt_report", list(REPORT_MODELS), trigger_rule="all_done") \
-            >> summarize()
+        # Both are leaves, and Airflow judges a run by its leaves: the summary fails the run
+        # when nothing was planned or sent as it should, the report when its models fail.
+        sent >> summarize()
+        sent >> _dbt_group("dbt_report", list(REPORT_MODELS), trigger_rule="all_done")
     return dag
 
 

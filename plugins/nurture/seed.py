@@ -190,12 +190,16 @@ def _add_contact(data, rng, scenario, contact_id, number, zones, stage=None) -> 
 
 
 def load(conn, data: Dataset) -> dict[str, int]:
-    """Replace the raw tables with `data` using COPY; returns rows per table."""
+    """Replace the raw tables' rows with `data` using COPY; returns rows per table."""
     with conn.cursor() as cur:
         cur.execute("create schema if not exists raw")
         for table, columns in RAW_TABLES.items():
-            cur.execute(f"drop table if exists raw.{table} cascade")
-            cur.execute(f"create table raw.{table} ({columns})")
+            # Truncate rather than drop, so dbt's views over these tables stay in place;
+            # a table whose columns changed since it was made is made again.
+            if _column_names(cur, table) != [c.split()[0] for c in columns.split(", ")]:
+                cur.execute(f"drop table if exists raw.{table} cascade")
+                cur.execute(f"create table raw.{table} ({columns})")
+            cur.execute(f"truncate raw.{table}")
             buffer = io.StringIO()
             for row in data.tables[table]:
                 buffer.write("\t".join(_copy_value(v) for v in row) + "\n")
@@ -203,6 +207,12 @@ def load(conn, data: Dataset) -> dict[str, int]:
             cur.copy_expert(f"copy raw.{table} from stdin", buffer)
     ledger.ensure_schema(conn)
     return {table: len(rows) for table, rows in data.tables.items()}
+
+
+def _column_names(cur, table: str) -> list[str]:
+    cur.execute("select column_name from information_schema.columns where table_schema = 'raw'"
+                " and table_name = %s order by ordinal_position", (table,))
+    return [name for (name,) in cur.fetchall()]
 
 
 def _copy_value(value) -> str:
