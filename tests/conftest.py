@@ -52,10 +52,11 @@ def airflow_db(state_dir: Path) -> Path:
 
 @pytest.fixture
 def emulator(tmp_path: Path):
-    """The provider emulator in a thread, with the connections pointed at it."""
+    """The provider emulator in a thread, with the connections pointed at it (it posts no
+    events back: the tests using it are about sending)."""
     from nurture.emulator import OutboxStore
     from nurture.runner import emulated_providers
 
     outbox = tmp_path / "outbox.sqlite"
-    with emulated_providers(outbox) as base_url:
-        yield base_url, OutboxStore(outbox)
+    with emulated_providers(outbox, events=False) as providers:
+        yield providers.url, OutboxStore(outbox)

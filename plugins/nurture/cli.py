@@ -18,6 +18,8 @@ from nurture import settings
 from nurture.exceptions import NurtureError
 
 OUTBOX = settings.STATE_DIR / "outbox.sqlite"
+EMULATOR_URL = "http://127.0.0.1:8025"  # `nurture emulator`'s default address
+EVENT_KEY_ENV = "NURTURE_EMULATOR_EVENT_KEY"  # PEM the emulator signs SendGrid events with
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="serve the provider emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8025)
+    emulator.add_argument("--events-url", help="post provider events to the receiver at this"
+                          " base URL (SendGrid's signed with the PEM key in "
+                          f"{EVENT_KEY_ENV})")
     emulator.set_defaults(handler=cmd_emulator)
 
     hooks = commands.add_parser("webhooks", help="serve the signed provider webhook receiver")
@@ -140,7 +145,10 @@ def cmd_emulator(args) -> int:
     from nurture.runner import EMULATOR_CREDENTIALS
 
     print(f"provider emulator on http://{args.host}:{args.port} (outbox {OUTBOX}); Ctrl-C stops")
-    serve(args.host, args.port, OUTBOX, **EMULATOR_CREDENTIALS)
+    if args.events_url:
+        print(f"posting provider events to {args.events_url}")
+    serve(args.host, args.port, OUTBOX, **EMULATOR_CREDENTIALS, events_url=args.events_url,
+          sendgrid_event_key=os.environ.get(EVENT_KEY_ENV))
     return 0
 
 
@@ -205,8 +213,10 @@ def cmd_airflow_settings(args) -> int:
 
 
 def cmd_airflow(args) -> int:
-    """`airflow standalone` with this project's settings; prints where to log in."""
+    """`airflow standalone` with this project's settings and the local provider emulator;
+    prints where to log in."""
     from nurture import runner, warehouse
+    from nurture.emulator import new_event_signing_key
 
     runner.prepare_airflow()
     warehouse.export_env(warehouse.resolve_url())
@@ -217,9 +227,15 @@ def cmd_airflow(args) -> int:
     # standalone starts its components as `airflow ...`: find this virtualenv's first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     airflow = Path(sys.executable).with_name("airflow")
-    # airflow_settings.yaml points the provider connections at the emulator on :8025.
-    emulator = subprocess.Popen([sys.executable, "-m", "nurture.cli", "emulator"],
-                                stdout=subprocess.DEVNULL)
+    # The provider connections point at the emulator on :8025, which posts its events,
+    # signed, to the receiver the plugin mounts in the API server under /nurture.
+    public_url = settings.public_url() or f"http://localhost:{args.port}/nurture"
+    private_key, public_key = new_event_signing_key()
+    os.environ.update(runner.emulator_connections(EMULATOR_URL, webhook_key=public_key))
+    os.environ["NURTURE_PUBLIC_URL"] = public_url
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "nurture.cli", "emulator", "--events-url", public_url],
+        stdout=subprocess.DEVNULL, env={**os.environ, EVENT_KEY_ENV: private_key})
     log_file = home / "standalone.log"
     process = subprocess.Popen([str(airflow), "standalone"], stdout=log_file.open("ab"),
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -234,7 +250,8 @@ def cmd_airflow(args) -> int:
             user, password = next(iter(login.items()))
             print(f"Airflow is starting on http://localhost:{args.port} — log in as {user} / "
                   f"{password} (from {passwords}). Its log: {log_file}. The provider "
-                  f"emulator listens on :8025 (`nurture outbox`). Ctrl-C stops both.")
+                  f"emulator listens on :8025 (`nurture outbox`) and reports to the webhook "
+                  f"receiver at {public_url}. Ctrl-C stops both.")
         return process.wait()
     except KeyboardInterrupt:
         return 0

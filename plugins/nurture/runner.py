@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from nurture import airflow_env, settings, warehouse
 from nurture.exceptions import NurtureError
@@ -22,7 +23,6 @@ EMULATOR_CREDENTIALS = {
 EMULATOR_MESSAGING_SERVICE = "MG00000000000000000000000000000000"
 # Local only, as in airflow_settings.yaml; production sets its own nurture_signing key.
 LOCAL_SIGNING_KEY = "zFDwKSyF1ReTmWLBxhd5f5VYyxYUafwys7sHJ6ZisWs="
-LOCAL_RECEIVER_URL = "http://127.0.0.1:8000"  # where `nurture webhooks` listens by default
 
 
 @dataclass(frozen=True)
@@ -64,30 +64,74 @@ def run_program(program: str, *, dry_run: bool = False,
     return RunResult(run_id=dag_run.run_id, state=str(dag_run.state), summary=made)
 
 
-@contextlib.contextmanager
-def emulated_providers(outbox_path=None) -> Iterator[str]:
-    """Run the provider emulator here and point this process's connections at it."""
-    from nurture.emulator import run_in_thread
+def emulator_connections(base_url: str, *, webhook_key: str | None = None) -> dict[str, str]:
+    """AIRFLOW_CONN_* variables pointing the provider connections at the emulator on
+    `base_url`; `webhook_key` is the SendGrid event verification key the receiver uses."""
+    sendgrid = {"conn_type": "sendgrid", "host": base_url,
+                "password": EMULATOR_CREDENTIALS["sendgrid_api_key"]}
+    if webhook_key:
+        sendgrid["extra"] = {"webhook_verification_key": webhook_key}
+    return {
+        **airflow_env.connection_env("sendgrid_default", **sendgrid),
+        **airflow_env.connection_env(
+            "twilio_default", conn_type="twilio", host=base_url,
+            login=EMULATOR_CREDENTIALS["twilio_account_sid"],
+            password=EMULATOR_CREDENTIALS["twilio_auth_token"],
+            extra={"messaging_service_sid": EMULATOR_MESSAGING_SERVICE}),
+        **airflow_env.connection_env("nurture_signing", conn_type="generic",
+                                     password=LOCAL_SIGNING_KEY),
+    }
 
-    outbox_path = outbox_path or settings.STATE_DIR / "outbox.sqlite"
-    with run_in_thread(outbox_path, **EMULATOR_CREDENTIALS) as base_url:
-        env = {
-            **airflow_env.connection_env(
-                "sendgrid_default", conn_type="sendgrid", host=base_url,
-                password=EMULATOR_CREDENTIALS["sendgrid_api_key"]),
-            **airflow_env.connection_env(
-                "twilio_default", conn_type="twilio", host=base_url,
-                login=EMULATOR_CREDENTIALS["twilio_account_sid"],
-                password=EMULATOR_CREDENTIALS["twilio_auth_token"],
-                extra={"messaging_service_sid": EMULATOR_MESSAGING_SERVICE}),
-            **airflow_env.connection_env("nurture_signing", conn_type="generic",
-                                         password=LOCAL_SIGNING_KEY),
-            "NURTURE_PUBLIC_URL": os.environ.get("NURTURE_PUBLIC_URL") or LOCAL_RECEIVER_URL,
-        }
+
+@dataclass(frozen=True)
+class LocalProviders:
+    """The emulator and the webhook receiver it reports to, both in this process."""
+
+    url: str  # the emulator: SendGrid and Twilio APIs
+    receiver_url: str  # NURTURE_PUBLIC_URL while they run
+    events: Any  # the emulator's ProviderEvents
+
+    def wait_for_events(self, timeout: float = 30) -> None:
+        """Block until every provider event so far has reached the receiver."""
+        if not self.events.poster.wait_idle(timeout):
+            raise NurtureError(f"provider events still pending after {timeout} s")
+
+
+@contextlib.contextmanager
+def emulated_providers(outbox_path=None, *, events: bool = True) -> Iterator[LocalProviders]:
+    """Run the provider emulator and the webhook receiver here, and point this process's
+    connections and NURTURE_PUBLIC_URL at them: sends go to the emulator, which posts signed
+    events back to the receiver, which stores them in the warehouse."""
+    from nurture.emulator import OutboxStore, create_app, new_event_signing_key
+    from nurture.emulator.server import bound_socket, serve_app_in_thread
+    from nurture.tokens import TokenSigner
+    from nurture.webhooks import create_app as create_receiver
+
+    url = warehouse.resolve_url()
+    warehouse.export_env(url)
+    private_key, public_key = new_event_signing_key()
+    receiver_socket = bound_socket()
+    receiver_url = f"http://127.0.0.1:{receiver_socket.getsockname()[1]}"
+    receiver = create_receiver(
+        warehouse_url=url, public_url=receiver_url, sendgrid_public_key=public_key,
+        twilio_auth_token=EMULATOR_CREDENTIALS["twilio_auth_token"],
+        token_signer=TokenSigner([LOCAL_SIGNING_KEY]),
+    )
+    emulator = create_app(OutboxStore(outbox_path or settings.STATE_DIR / "outbox.sqlite"),
+                          **EMULATOR_CREDENTIALS, events_url=receiver_url if events else None,
+                          sendgrid_event_key=private_key)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(serve_app_in_thread(receiver, name="webhook-receiver",
+                                                sock=receiver_socket))
+        base_url = stack.enter_context(serve_app_in_thread(emulator, name="provider-emulator"))
+        stack.callback(emulator.state.events.close)
+        env = {**emulator_connections(base_url), "NURTURE_PUBLIC_URL": receiver_url}
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         try:
-            yield base_url
+            yield LocalProviders(url=base_url, receiver_url=receiver_url,
+                                 events=emulator.state.events)
+            emulator.state.events.poster.wait_idle(10)  # let the last events land
         finally:
             for key, value in saved.items():
                 if value is None:

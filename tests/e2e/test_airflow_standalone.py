@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -53,10 +54,9 @@ def wait_for(check, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def standalone(warehouse_url, airflow_db):
-    with warehouse.connect() as conn, conn.cursor() as cur:
+def standalone(warehouse_url, airflow_db, fresh_onboarding):
+    with warehouse.connect() as conn:
         seed.load(conn, seed.build())
-        cur.execute("delete from nurture.message_ledger where program = 'onboarding'")
     (settings.STATE_DIR / "outbox.sqlite").unlink(missing_ok=True)
     port = free_port()
     process = subprocess.Popen(
@@ -71,8 +71,6 @@ def standalone(warehouse_url, airflow_db):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-    with warehouse.connect() as conn, conn.cursor() as cur:  # leave the ledger as found
-        cur.execute("delete from nurture.message_ledger where program = 'onboarding'")
 
 
 def test_a_marketer_triggers_onboarding_from_airflow(standalone, airflow_db: Path):
@@ -110,3 +108,21 @@ def test_a_marketer_triggers_onboarding_from_airflow(standalone, airflow_db: Pat
     assert scheduled["sent"] > 0
     outbox = OutboxStore(settings.STATE_DIR / "outbox.sqlite").messages()
     assert len(outbox) == scheduled["sent"]
+
+
+def test_provider_events_reach_the_receiver_mounted_in_the_api_server(standalone):
+    """The emulator posts signed events to /nurture/webhooks/… on the API server, where the
+    plugin's receiver verifies and stores them; an unsigned post is refused."""
+    base, _ = standalone
+    request = urllib.request.Request(f"{base}/nurture/webhooks/sendgrid", method="POST",
+                                     data=b"[]", headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 403
+
+    def stored_events():
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute("select count(*) from raw.sendgrid_events")
+            return cur.fetchone()[0]
+
+    assert wait_for(stored_events, 60, "SendGrid events from the emulator") > 0

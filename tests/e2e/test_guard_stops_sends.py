@@ -17,7 +17,7 @@ AUDIENCE = "marts.onboarding_audience"
 
 
 @pytest.fixture(scope="module")
-def baseline(warehouse_url, airflow_db, tmp_path_factory):
+def baseline(fresh_onboarding, tmp_path_factory):
     """Demo data, dbt built and one good guard result, recorded by a dry run (no ledger rows)."""
     with warehouse.connect() as conn:
         seed.load(conn, seed.build())

@@ -8,7 +8,6 @@ not the planner's code.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -19,33 +18,38 @@ from nurture import ledger, runner, seed, warehouse
 from nurture.emulator import OutboxStore
 
 pytestmark = pytest.mark.e2e
-PUBLIC_URL = "https://hooks.nurture.example"
 
 
 @pytest.fixture(scope="module")
-def demo(warehouse_url, airflow_db):
+def demo(fresh_onboarding):
     data = seed.build()
-    with warehouse.connect() as conn, conn.cursor() as cur:
+    with warehouse.connect() as conn:
         seed.load(conn, data)
-        cur.execute("delete from nurture.message_ledger where program = 'onboarding'")
     return data
 
 
 @pytest.fixture(scope="module")
-def runs(demo, tmp_path_factory):
-    """(dry run, first run, second run) results with the outbox after each."""
+def three_runs(demo, tmp_path_factory):
+    """(dry run, first run, second run) results with the outbox after each, and the
+    receiver's URL (NURTURE_PUBLIC_URL during the runs)."""
     outbox_path = tmp_path_factory.mktemp("outbox") / "outbox.sqlite"
-    os.environ["NURTURE_PUBLIC_URL"] = PUBLIC_URL
-    try:
-        with runner.emulated_providers(outbox_path):
-            store = OutboxStore(outbox_path)
-            results = []
-            for dry_run in (True, False, False):
-                result = runner.run_program("onboarding", dry_run=dry_run)
-                results.append((result, store.messages()))
-    finally:
-        del os.environ["NURTURE_PUBLIC_URL"]
-    return results
+    with runner.emulated_providers(outbox_path) as providers:
+        store = OutboxStore(outbox_path)
+        results = []
+        for dry_run in (True, False, False):
+            result = runner.run_program("onboarding", dry_run=dry_run)
+            results.append((result, store.messages()))
+    return results, providers.receiver_url
+
+
+@pytest.fixture(scope="module")
+def runs(three_runs):
+    return three_runs[0]
+
+
+@pytest.fixture(scope="module")
+def public_url(three_runs):
+    return three_runs[1]
 
 
 def contact_by_recipient(demo) -> dict[str, str]:
@@ -140,7 +144,7 @@ def test_ledger_records_each_scenarios_outcome(runs, demo):
     assert mismatches == []
 
 
-def test_messages_map_back_to_the_ledger_without_personal_data(runs):
+def test_messages_map_back_to_the_ledger_without_personal_data(runs, public_url):
     _, outbox = runs[2]
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("select ledger_id::text, provider_message_id, template_version"
@@ -156,11 +160,11 @@ def test_messages_map_back_to_the_ledger_without_personal_data(runs):
                 message["request"].get("custom_args")
             assert set(args) == {"ledger_id", "program", "step"}
             headers = message["request"]["headers"]
-            assert headers["List-Unsubscribe"].startswith(f"<{PUBLIC_URL}/unsubscribe/")
+            assert headers["List-Unsubscribe"].startswith(f"<{public_url}/unsubscribe/")
             assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         else:
             assert message["request"]["StatusCallback"].startswith(
-                f"{PUBLIC_URL}/webhooks/twilio/status?")
+                f"{public_url}/webhooks/twilio/status?")
 
 
 def test_message_sends_mart_has_one_row_per_ledger_entry(runs):

@@ -12,10 +12,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def fresh_program(warehouse_url, airflow_db):
-    with warehouse.connect() as conn, conn.cursor() as cur:
+def fresh_program(fresh_onboarding):
+    with warehouse.connect() as conn:
         seed.load(conn, seed.build())
-        cur.execute("delete from nurture.message_ledger where program = 'onboarding'")
 
 
 def states() -> dict[str, int]:

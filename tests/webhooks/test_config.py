@@ -35,3 +35,37 @@ def test_twilio_token_from_the_connection_and_sendgrid_refused_without_a_key(
                           headers={"Content-Type": "application/json"})
     assert refused.status_code == 503
     assert "webhook_verification_key" in refused.json()["detail"]
+
+
+def test_the_airflow_plugin_mounts_the_receiver_under_nurture(warehouse_url, monkeypatch):
+    """What the API server does with the plugin: mount its app; the receiver is built from
+    the connections on the first request and checks Twilio signatures against the public
+    URL, prefix included."""
+    from fastapi import FastAPI
+
+    from nurture_plugin import URL_PREFIX, NurturePlugin
+
+    (mounted,) = NurturePlugin.fastapi_apps
+    assert mounted["url_prefix"] == URL_PREFIX == "/nurture"
+    api_server = FastAPI()
+    api_server.mount(mounted["url_prefix"], mounted["app"])
+    client = TestClient(api_server)
+    form = {"MessageSid": "SMplugintest0001", "MessageStatus": "delivered"}
+    signature = RequestValidator(TOKEN).compute_signature(
+        f"{PUBLIC_URL}/nurture/webhooks/twilio/status", form)
+
+    monkeypatch.delenv("NURTURE_WAREHOUSE_URL")
+    unconfigured = client.post("/nurture/webhooks/twilio/status", data=form,
+                               headers={"X-Twilio-Signature": signature})
+    assert unconfigured.status_code == 503
+    assert "NURTURE_WAREHOUSE_URL" in unconfigured.json()["detail"]
+
+    monkeypatch.setenv("NURTURE_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("NURTURE_PUBLIC_URL", f"{PUBLIC_URL}/nurture")
+    monkeypatch.setenv("AIRFLOW_CONN_TWILIO_DEFAULT",
+                       json.dumps({"conn_type": "twilio", "login": "AC1", "password": TOKEN}))
+    accepted = client.post("/nurture/webhooks/twilio/status", data=form,
+                           headers={"X-Twilio-Signature": signature})
+    assert accepted.status_code == 200
+    unsigned = client.post("/nurture/webhooks/twilio/status", data=form)
+    assert unsigned.status_code == 403

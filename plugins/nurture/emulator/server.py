@@ -37,6 +37,14 @@ def serve(
         app.state.events.close()
 
 
+def bound_socket() -> socket.socket:
+    """A socket bound to a free port on 127.0.0.1, reserved until served."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @contextmanager
 def run_in_thread(
     store_path: Path | str, *,
@@ -55,11 +63,11 @@ def run_in_thread(
 
 
 @contextmanager
-def serve_app_in_thread(app: FastAPI, *, name: str = "asgi-app") -> Iterator[str]:
-    """Any ASGI app on 127.0.0.1 on a free port in a daemon thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+def serve_app_in_thread(app: FastAPI, *, name: str = "asgi-app",
+                        sock: socket.socket | None = None) -> Iterator[str]:
+    """Any ASGI app on 127.0.0.1 in a daemon thread; yields the base URL. Pass a bound
+    `sock` when the app must know its own URL before it starts (see `bound_socket`)."""
+    sock = sock or bound_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
                                            timeout_graceful_shutdown=2))

@@ -3,11 +3,19 @@ environment or secrets backend), so the operator sets them in one place."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import logging
 
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from nurture import settings
 from nurture.exceptions import ConfigurationError
 from nurture.tokens import TokenSigner
 from nurture.webhooks.app import create_app
+
+log = logging.getLogger(__name__)
 
 
 def from_connections(*, warehouse_url: str, public_url: str) -> FastAPI:
@@ -34,3 +42,42 @@ def from_connections(*, warehouse_url: str, public_url: str) -> FastAPI:
         twilio_auth_token=twilio.password if twilio else None,
         token_signer=signer,
     )
+
+
+class DeferredReceiver:
+    """The receiver as the Airflow API server mounts it: built from the connections on its
+    first request, so the API server starts before they (or the warehouse) are set; until
+    they are, it answers 503 and tries again on the next request."""
+
+    def __init__(self, url_prefix: str) -> None:
+        self.url_prefix = url_prefix
+        self._app: FastAPI | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":  # mounted apps get none; standalone use may
+            return
+        app = self._app or await self._build()
+        if app is None:
+            await JSONResponse({"detail": "the webhook receiver is not configured: set "
+                                "NURTURE_WAREHOUSE_URL for the API server"},
+                               status_code=503)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    async def _build(self) -> FastAPI | None:
+        async with self._lock:
+            if self._app is None:
+                self._app = await run_in_threadpool(self._from_environment)
+        return self._app
+
+    def _from_environment(self) -> FastAPI | None:
+        from airflow.configuration import conf
+
+        warehouse_url = settings.warehouse_url()
+        if not warehouse_url:
+            log.error("webhook receiver: NURTURE_WAREHOUSE_URL is not set")
+            return None
+        base_url = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+        public_url = settings.public_url() or base_url + self.url_prefix
+        return from_connections(warehouse_url=warehouse_url, public_url=public_url)
