@@ -1,10 +1,20 @@
--- Twilio's opt-out keywords (STOP and its synonyms, START to opt back in), as Twilio's
--- default Advanced Opt-Out handles them: the whole trimmed body, any case.
+-- Twilio's opt-out keywords (STOP and its synonyms, OPTOUT and REVOKE since May 2025;
+-- START to opt back in), as Twilio's default Advanced Opt-Out handles them: the whole body
+-- trimmed of white space (line breaks too), any case.
 with
 
 source as (
 
     select * from {{ source('twilio', 'twilio_inbound_messages') }}
+
+),
+
+bodies as (
+
+    select
+        *,
+        upper(btrim(payload ->> 'Body', E' \t\r\n')) as body_keyword
+    from source
 
 ),
 
@@ -16,17 +26,18 @@ renamed as (
 
         -- strings
         payload ->> 'From' as from_phone,
-        upper(trim(payload ->> 'Body')) as keyword,
+        body_keyword as keyword,
 
         -- booleans
-        upper(trim(payload ->> 'Body'))
-            in ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT') as is_opt_out,
-        upper(trim(payload ->> 'Body')) in ('START', 'YES', 'UNSTOP') as is_opt_in,
+        body_keyword in (
+            'STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE'
+        ) as is_opt_out,
+        body_keyword in ('START', 'YES', 'UNSTOP') as is_opt_in,
 
         -- timestamps
         received_at
 
-    from source
+    from bodies
 
 )
 
