@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from nurture.tokens import TokenSigner
 from nurture.webhooks import storage
 from nurture.webhooks.signatures import load_sendgrid_key, verify_sendgrid, verify_twilio
+from nurture.webhooks.surveys import survey_router
 from nurture.webhooks.unsubscribe import unsubscribe_router
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def create_app(
     tables = _Tables(warehouse_url)
     app = FastAPI(title="Nurture webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(unsubscribe_router(token_signer, tables.store))
+    app.include_router(survey_router(token_signer, tables.store))
 
     @app.post(SENDGRID_PATH)
     async def sendgrid_events(request: Request) -> Response:

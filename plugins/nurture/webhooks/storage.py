@@ -42,6 +42,18 @@ create table if not exists raw.unsubscribe_requests (
     received_at timestamptz not null default now(),
     payload jsonb not null
 );
+create table if not exists raw.survey_responses (
+    survey_id text primary key,
+    contact_id text not null,
+    channel text not null,
+    trigger text not null,
+    score int not null check (score between 0 and 10),
+    comment text,
+    issued_at timestamptz not null,
+    first_answered_at timestamptz not null default now(),
+    answered_at timestamptz not null default now(),
+    answer_count int not null default 1
+);
 """
 
 # The events travel as one jsonb array and are split by the server: one statement however
@@ -109,6 +121,29 @@ def store_unsubscribe(warehouse_url: str, request: Mapping[str, Any]) -> int:
         """,
         (request["token_digest"], request["contact_id"], request["channel"], request["source"],
          json.dumps(dict(request))),
+    )
+
+
+def store_survey_response(warehouse_url: str, response: Mapping[str, Any]) -> int:
+    """Store a survey answer keyed on `survey_id`; 1 whether it is the first or a new one.
+
+    Unlike the providers' events, a person may change their mind: a later answer replaces
+    the score and comment, keeps when they first answered and counts how often they did.
+    """
+    return _execute(
+        warehouse_url,
+        """
+        insert into raw.survey_responses
+            (survey_id, contact_id, channel, trigger, score, comment, issued_at)
+        values (%s, %s, %s, %s, %s, %s, %s)
+        on conflict (survey_id) do update set
+            score = excluded.score,
+            comment = excluded.comment,
+            answered_at = excluded.answered_at,
+            answer_count = raw.survey_responses.answer_count + 1
+        """,
+        (response["survey_id"], response["contact_id"], response["channel"],
+         response["trigger"], response["score"], response["comment"], response["issued_at"]),
     )
 
 
