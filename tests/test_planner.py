@@ -395,3 +395,74 @@ def test_an_earlier_runs_unfinished_row_is_left_to_resume_stranded():
     plan = make_plan(ONBOARDING, [row], existing, now=NOW, batch_size=10)
     assert "welcome" not in {e.step for e in plan.entries}
     assert plan.counts["welcome"] == {}
+
+
+# --- anchors, internal alerts, once_per --------------------------------------------------
+
+EVENTS = Program(
+    name="events", audience="events_audience",
+    steps=(
+        email("invitation", before=14 * DAY, anchor="starts_at", expires_after=2 * DAY),
+        sms("reminder", before=HOUR, anchor="starts_at", condition="is_seated",
+            expires_after=HOUR / 2),
+        email("promoted", after=timedelta(0), anchor="promoted_at"),
+        email("owner_alert", after=timedelta(0), anchor="answered_at", to="owner_email"),
+    ),
+    sender=Sender(email="hello@nurture.example", name="Nurture"),
+)
+
+
+def event_row(**fields) -> dict:
+    return contact(**{"starts_at": NOW + 14 * DAY - HOUR, "promoted_at": None,
+                      "answered_at": None, "is_seated": True,
+                      "owner_email": "owner@example.com", **fields})
+
+
+def test_a_step_before_its_anchor_falls_due_ahead_of_it():
+    step = EVENTS.step("invitation")
+    assert decide(EVENTS, step, event_row(), now=NOW).action == SEND
+    assert decide(EVENTS, step, event_row(), now=NOW - 2 * HOUR) == Decision(WAIT, "not_due")
+    reminder = EVENTS.step("reminder")
+    soon = event_row(starts_at=NOW + HOUR / 2)  # due 30 min ago, expires after 30 min
+    assert decide(EVENTS, reminder, soon, now=NOW).action == SEND
+    assert decide(EVENTS, reminder, soon, now=NOW + HOUR / 4) == \
+        Decision(SKIP, "expired")
+
+
+def test_a_null_anchor_waits_for_its_event():
+    step = EVENTS.step("promoted")
+    assert decide(EVENTS, step, event_row(), now=NOW) == Decision(WAIT, "not_due")
+    assert decide(EVENTS, step, event_row(promoted_at=NOW - HOUR), now=NOW).action == SEND
+
+
+def test_an_internal_alert_ignores_the_contacts_consent_and_checks_its_own_address():
+    step = EVENTS.step("owner_alert")
+    answered = event_row(answered_at=NOW - HOUR, has_email_consent=False)
+    assert decide(EVENTS, step, answered, now=NOW) == Decision(
+        SEND, "due", recipient="owner@example.com", locale="en")
+    assert decide(EVENTS, step, {**answered, "owner_email": None}, now=NOW) == Decision(
+        SKIP, "missing_owner_email")
+
+
+SURVEY = Program(
+    name="survey", audience="survey_audience", once_per=90 * DAY,
+    steps=(email("survey", after=timedelta(0)),
+           email("owner_alert", after=timedelta(0), anchor="answered_at", to="owner_email")),
+    sender=Sender(email="hello@nurture.example", name="Nurture"),
+)
+
+
+def test_once_per_lets_one_trigger_through_per_contact_and_period():
+    rows = [contact(contact_id="c1", enrollment_id="t1", enrolled_at=NOW - 2 * HOUR,
+                    answered_at=NOW - HOUR, owner_email="owner@example.com"),
+            contact(contact_id="c1", enrollment_id="t2", enrolled_at=NOW - HOUR,
+                    answered_at=NOW - HOUR, owner_email="owner@example.com"),
+            contact(contact_id="c2", enrollment_id="t3", answered_at=None,
+                    owner_email="owner@example.com")]
+    plan = make_plan(SURVEY, rows, {}, now=NOW, batch_size=10, messaged_recently={"c2"})
+    surveys = {(e.contact_id, e.enrollment_id): e.reason for e in plan.entries
+               if e.step == "survey"}
+    assert surveys == {("c1", "t1"): None, ("c1", "t2"): "messaged_recently",
+                       ("c2", "t3"): "messaged_recently"}
+    alerts = [e for e in plan.entries if e.step == "owner_alert"]
+    assert [e.state for e in alerts] == ["planned", "planned"]  # alerts are not capped

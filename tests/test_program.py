@@ -79,15 +79,44 @@ def test_name_of_63_characters_is_allowed():
         (dict(template="../secrets"), "template '../secrets'"),
         (dict(condition="is-active"), "condition column 'is-active'"),
         (dict(channel="push"), "channel must be one of"),
-        (dict(after=timedelta(hours=-1)), "delays must be positive"),
-        (dict(expires_after=timedelta(0)), "delays must be positive"),
-        (dict(expires_after=timedelta(days=-1)), "delays must be positive"),
+        (dict(expires_after=timedelta(0)), "expires_after must be positive"),
+        (dict(expires_after=timedelta(days=-1)), "expires_after must be positive"),
+        (dict(anchor="starts at"), "anchor column 'starts at'"),
+        (dict(to="owner.email"), "`to` column 'owner.email'"),
     ],
 )
 def test_bad_steps_are_refused(options, message):
     fields = dict(name="welcome", channel="email", after=timedelta(0)) | options
     with pytest.raises(ProgramDefinitionError, match=message):
         Step(**fields)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(), "exactly one of after= or before="),
+        (dict(after=timedelta(0), before=timedelta(0)), "exactly one of after= or before="),
+        (dict(after=timedelta(hours=-1)), "delays must be positive"),
+        (dict(before=timedelta(hours=-1)), "delays must be positive"),
+    ],
+)
+def test_step_helpers_take_one_positive_delay(options, message):
+    with pytest.raises(ProgramDefinitionError, match=message):
+        email("reminder", **options)
+
+
+def test_before_an_anchor_is_a_negative_offset_from_it():
+    step = sms("reminder", before=timedelta(hours=1), anchor="starts_at")
+    assert (step.after, step.anchor, step.channel) == (timedelta(hours=-1), "starts_at", "sms")
+    assert not step.is_internal
+    assert email("alert", after=timedelta(0), to="owner_email").is_internal
+
+
+def test_program_filters_and_once_per_are_checked():
+    with pytest.raises(ProgramDefinitionError, match="filter column 'webinar id'"):
+        make_program(filters=("webinar id",))
+    with pytest.raises(ProgramDefinitionError, match="once_per must be positive"):
+        make_program(once_per=timedelta(0))
 
 
 def test_step_at_enrollment_with_a_condition_is_valid():

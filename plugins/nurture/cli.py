@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--emulator", action="store_true",
                      help="send to the local provider emulator instead of the connections")
     run.add_argument("--verbose", action="store_true", help="show Airflow's log here")
+    run.add_argument("--only", action="append", default=[], metavar="COLUMN=VALUE",
+                     help="narrow the run as the trigger form does, e.g. webinar_id=W003")
     run.set_defaults(handler=cmd_run)
 
     outbox = commands.add_parser("outbox", help="what the provider emulator received")
@@ -92,7 +94,8 @@ def cmd_run(args) -> int:
     log_file = log_dir / f"{args.program}-{stamp}.log"
     providers = runner.emulated_providers(OUTBOX) if args.emulator else contextlib.nullcontext()
     with providers, _output_to(None if args.verbose else log_file):
-        result = runner.run_program(args.program, dry_run=args.dry_run)
+        result = runner.run_program(args.program, dry_run=args.dry_run,
+                                    filters=_pairs(args.only))
     if args.json:
         print(json.dumps({"run_id": result.run_id, "state": result.state,
                           "summary": result.summary}, indent=2, default=str))
@@ -258,6 +261,16 @@ def cmd_airflow(args) -> int:
     finally:
         _stop_group(process)
         emulator.terminate()
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise SystemExit(f"--only takes COLUMN=VALUE, not {item!r}")
+        pairs[column] = value
+    return pairs
 
 
 def _stop_group(process: subprocess.Popen) -> None:

@@ -41,6 +41,10 @@ def build_dag(program: Program):
                 description="Plan everything and show what would be sent; send nothing and "
                 "record nothing in the ledger.",
             ),
+            **{column: Param(
+                None, type=["null", "string"], title=column.replace("_", " ").capitalize(),
+                description=f"Only the audience rows with this {column}; empty: all of them.",
+            ) for column in program.filters},
         },
     ) as dag:
 
@@ -61,7 +65,8 @@ def build_dag(program: Program):
             """Record decisions; returns the batches to send, one mapped `send` each."""
             from nurture import tasks
 
-            made = tasks.plan(program, run_id=run_id, dry_run=params["dry_run"])
+            made = tasks.plan(program, run_id=run_id, dry_run=params["dry_run"],
+                              filters={column: params.get(column) for column in program.filters})
             ti.xcom_push(key="counts", value=made["counts"])
             return made["batches"]
 

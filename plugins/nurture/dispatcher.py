@@ -98,11 +98,13 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
         return ledger.Outcome(ledger_id, "skipped", "left_audience")
     if job.program.goal and contact.get(job.program.goal, True):
         return ledger.Outcome(ledger_id, "skipped", "goal_reached_before_send")
-    if not contact.get(f"has_{step.channel}_consent"):
+    if not step.is_internal and not contact.get(f"has_{step.channel}_consent"):
         return ledger.Outcome(ledger_id, "skipped", "no_consent_at_send")
-    unsubscribe_url = _unsubscribe_url(job, row)
+    unsubscribe_url = None if step.is_internal else _unsubscribe_url(job, row)
     if unsubscribe_url:
         contact = {**contact, "unsubscribe_url": unsubscribe_url}
+    if step.survey_link:
+        contact = {**contact, **_survey_links(job, row, contact)}
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
@@ -156,6 +158,21 @@ def _unsubscribe_url(job: Dispatch, row: Mapping[str, Any]) -> str | None:
         return None
     token = job.signer.issue("unsubscribe", row["contact_id"], "email")
     return f"{job.public_url}/unsubscribe/{token}"
+
+
+def _survey_links(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """`survey_url`, and `survey_score_urls` (0–10, pre-filled), on a token naming this
+    message: one contact, one survey."""
+    from nurture.webhooks.surveys import survey_url
+
+    if not (job.public_url and job.signer):
+        return {}
+    link = dict(signer=job.signer, public_url=job.public_url, contact_id=row["contact_id"],
+                channel=row["channel"], survey_id=str(row["ledger_id"]),
+                trigger=str(contact.get("trigger") or job.program.name))
+    return {"survey_url": survey_url(**link),
+            "survey_score_urls": [survey_url(**link, score=score) for score in range(11)]}
 
 
 def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:

@@ -99,12 +99,15 @@ def reason_category(reason: str | None) -> str:
 
 
 def ensure_schema(conn) -> None:
-    """Nurture's own tables, and the raw tables the webhook receiver fills (dbt reads them
-    as sources, so they must exist before the first event arrives)."""
+    """Nurture's own tables (the ledger, webinar seats...), and the raw tables the webhook
+    receiver fills (dbt reads them as sources, so they must exist before the first event
+    arrives)."""
     from nurture.webhooks.storage import DDL as RAW_EVENTS_DDL
+    from nurture.webinars import DDL as WEBINAR_SEATS_DDL
 
     with conn.cursor() as cur:
         cur.execute(SCHEMA_DDL)
+        cur.execute(WEBINAR_SEATS_DDL)
         cur.execute(RAW_EVENTS_DDL)
 
 
@@ -117,6 +120,20 @@ def existing_states(conn, program: str) -> dict[tuple[str, str, str], str]:
             (program,),
         )
         return {(step, contact, enrollment): state for step, contact, enrollment, state in cur}
+
+
+def messaged_since(conn, program, since: datetime) -> frozenset[str]:
+    """Contacts one of `program`'s contact-facing steps went to (or may have: planned,
+    sending, unknown) since `since` — for its once_per rule."""
+    steps = [step.name for step in program.steps if not step.is_internal]
+    with conn.cursor() as cur:
+        cur.execute(
+            "select distinct contact_id from nurture.message_ledger where program = %s"
+            " and step = any(%s) and state in ('planned', 'sending', 'sent', 'unknown')"
+            " and coalesce(sent_at, planned_at) >= %s",
+            (program.name, steps, since),
+        )
+        return frozenset(contact for (contact,) in cur)
 
 
 def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:

@@ -9,7 +9,7 @@ ledger in batches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,22 +42,26 @@ def decide(
 ) -> Decision:
     if existing_state is not None:
         return Decision(WAIT, f"already_{existing_state}")
-    due_at = contact["enrolled_at"] + step.after
-    if now < due_at:
+    due = due_at(step, contact)
+    if due is None or now < due:  # no anchor: the event it waits for has not happened
         return Decision(WAIT, "not_due")
     if program.goal and contact.get(program.goal, True):  # no goal column: assume reached
         return Decision(SKIP, "goal_reached")
     if step.condition and not contact.get(step.condition):
         return Decision(SKIP, "condition_not_met")
-    if now - due_at > step.expires_after:
+    if now - due > step.expires_after:
         return Decision(SKIP, "expired")
+    if step.is_internal:  # to a colleague: the contact's consent and hours do not apply
+        try:
+            recipient = _address(step.channel, contact.get(step.to))
+        except addresses.Unusable as unusable:
+            return Decision(SKIP, f"{unusable.reason.split('_')[0]}_{step.to}")
+        return Decision(SEND, "due", recipient=recipient, locale=program.default_locale)
     if not contact.get(f"has_{step.channel}_consent"):
         return Decision(SKIP, "no_consent")
     try:
-        if step.channel == "email":
-            recipient = addresses.email_address(contact.get("email"))
-        else:
-            recipient = addresses.phone_number(contact.get("phone"))
+        recipient = _address(step.channel, contact.get("email" if step.channel == "email"
+                                                        else "phone"))
         locale = addresses.locale(contact.get("locale"), program.default_locale)
         if program.send_window.applies_to(step.channel):
             local = now.astimezone(addresses.time_zone(contact.get("time_zone")))
@@ -66,6 +70,17 @@ def decide(
     except addresses.Unusable as unusable:
         return Decision(SKIP, unusable.reason)
     return Decision(SEND, "due", recipient=recipient, locale=locale)
+
+
+def due_at(step: Step, contact: Mapping[str, Any]) -> datetime | None:
+    anchor = contact.get(step.anchor)
+    return None if anchor is None else anchor + step.after
+
+
+def _address(channel: str, value: Any) -> str:
+    if channel == "email":
+        return addresses.email_address(value)
+    return addresses.phone_number(value)
 
 
 @dataclass
@@ -84,17 +99,26 @@ def make_plan(
     *,
     now: datetime,
     batch_size: int,
+    messaged_recently: Set[str] = frozenset(),
 ) -> Plan:
+    """`messaged_recently`: contacts a message of this program went to within its
+    `once_per` period (see `ledger.messaged_since`); with the audience ordered by due time,
+    a contact's first due message wins."""
     if audience:
         check_columns(program, audience[0].keys())
     plan = Plan(counts={step.name: Counter() for step in program.steps})
     position = dict.fromkeys(program.channels, 0)
+    messaged = set(messaged_recently)
     for contact in audience:
         for step in program.steps:
             key = (step.name, contact["contact_id"], contact["enrollment_id"])
             if existing.get(key) in UNFINISHED:
                 continue  # an earlier run's row: resume_stranded decides and counts it
             decision = decide(program, step, contact, now=now, existing_state=existing.get(key))
+            if program.once_per and decision.action == SEND and not step.is_internal:
+                if contact["contact_id"] in messaged:
+                    decision = Decision(SKIP, "messaged_recently")
+                messaged.add(contact["contact_id"])
             plan.counts[step.name][decision.reason if decision.action != SEND else "planned"] += 1
             if decision.action == WAIT:
                 continue
@@ -108,7 +132,7 @@ def make_plan(
                 state="planned" if decision.action == SEND else "skipped",
                 reason=None if decision.action == SEND else decision.reason,
                 recipient=decision.recipient, locale=decision.locale,
-                due_at=contact["enrolled_at"] + step.after, batch_no=batch_no,
+                due_at=due_at(step, contact), batch_no=batch_no,
             ))
     plan.batches = {
         channel: list(range(-(-count // batch_size))) for channel, count in position.items()
@@ -168,14 +192,16 @@ def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, An
 
 
 def required_columns(program: Program) -> set[str]:
-    columns = {"contact_id", "enrollment_id", "enrolled_at", "locale"}
-    columns |= {f"has_{channel}_consent" for channel in program.channels}
-    columns |= {"email" if channel == "email" else "phone" for channel in program.channels}
-    columns |= {step.condition for step in program.steps if step.condition}
+    columns = {"contact_id", "enrollment_id", "locale", *program.filters}
+    for step in program.steps:
+        columns |= {step.anchor} | {c for c in (step.condition, step.to) if c}
+        if not step.is_internal:
+            columns |= {f"has_{step.channel}_consent",
+                        "email" if step.channel == "email" else "phone"}
+            if program.send_window.applies_to(step.channel):
+                columns.add("time_zone")
     if program.goal:
         columns.add(program.goal)
-    if any(program.send_window.applies_to(channel) for channel in program.channels):
-        columns.add("time_zone")
     return columns
 
 
@@ -189,10 +215,23 @@ def check_columns(program: Program, columns) -> None:
         )
 
 
-def read_audience(conn, program: Program) -> list[dict[str, Any]]:
+def read_audience(conn, program: Program,
+                  filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The audience, narrowed to `filters` (column -> value, columns from program.filters),
+    each contact's rows in the order they fell due."""
     from psycopg2.extras import RealDictCursor
 
+    filters = {column: value for column, value in (filters or {}).items()
+               if value not in (None, "")}
+    unknown = set(filters) - set(program.filters)
+    if unknown:
+        raise ProgramDefinitionError(f"program {program.name} cannot be narrowed by "
+                                     f"{', '.join(sorted(unknown))}")
+    # Names were checked as identifiers when the program was defined; values are bound.
+    where = " and ".join(f"{column}::text = %s" for column in filters) or "true"
+    order = ", ".join(dict.fromkeys(step.anchor for step in program.steps))
     with conn.cursor(cursor_factory=RealDictCursor) as cur:
-        # The model name was checked as an identifier when the program was defined.
-        cur.execute(f"select * from marts.{program.audience} order by contact_id")
+        cur.execute(f"select * from marts.{program.audience} where {where}"
+                    f" order by contact_id, {order}, enrollment_id",
+                    [str(value) for value in filters.values()])
         return [dict(row) for row in cur]

@@ -8,9 +8,10 @@ rather than mid-send. `nurture.dag_factory.build_dag` compiles it into an Airflo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from nurture.exceptions import ProgramDefinitionError
 
@@ -57,11 +58,18 @@ class Sender:
 
 @dataclass(frozen=True)
 class Step:
-    """One message of a program, sent `after` enrollment on one channel.
+    """One message of a program, sent `after` its anchor on one channel.
 
-    `expires_after` is how late it may still go out: a welcome found a week late (after an
-    outage or a bulk import) is recorded as expired, not sent. `condition` names a boolean
-    audience column that must be true at send time.
+    `anchor` names the audience's timestamp column the delay counts from — enrollment by
+    default, or any event: a webinar's start (with a negative delay: `before=`), a
+    registration, a promotion from the waitlist. A null anchor means the event has not
+    happened: the step waits. `expires_after` is how late it may still go out: a welcome
+    found a week late (after an outage or a bulk import) is recorded as expired, not sent.
+    `condition` names a boolean audience column that must be true when the step is due.
+    `to` names an audience column holding another recipient's address — an internal alert
+    to the contact's account owner — for which the contact's consent and send window do not
+    apply. With `survey_link`, templates get `survey_url` (and `survey_score_urls`, 0–10),
+    on a signed token naming this message.
     """
 
     name: str
@@ -70,26 +78,48 @@ class Step:
     expires_after: timedelta = timedelta(days=1)
     template: str = ""
     condition: str | None = None
+    anchor: str = "enrolled_at"
+    to: str | None = None
+    survey_link: bool = False  # templates get survey_url: a signed link to this survey
 
     def __post_init__(self) -> None:
         check_name("step", self.name)
         if self.channel not in CHANNELS:
             raise ProgramDefinitionError(f"step {self.name}: channel must be one of {CHANNELS}")
-        if self.after < timedelta(0) or self.expires_after <= timedelta(0):
-            raise ProgramDefinitionError(f"step {self.name}: delays must be positive")
+        if self.expires_after <= timedelta(0):
+            raise ProgramDefinitionError(f"step {self.name}: expires_after must be positive")
         if not self.template:
             object.__setattr__(self, "template", self.name)
         check_name("template", self.template)
-        if self.condition is not None:
-            check_name("condition column", self.condition)
+        check_name("anchor column", self.anchor)
+        for kind, column in (("condition column", self.condition), ("`to` column", self.to)):
+            if column is not None:
+                check_name(kind, column)
+
+    @property
+    def is_internal(self) -> bool:
+        """Sent to someone other than the contact (see `to`)."""
+        return self.to is not None
 
 
-def email(name: str, *, after: timedelta, **options) -> Step:
-    return Step(name=name, channel="email", after=after, **options)
+def _step(name: str, channel: Channel, after: timedelta | None, before: timedelta | None,
+          options) -> Step:
+    if (after is None) == (before is None):
+        raise ProgramDefinitionError(f"step {name}: give exactly one of after= or before=")
+    if (after if after is not None else before) < timedelta(0):
+        raise ProgramDefinitionError(f"step {name}: delays must be positive (use before=)")
+    offset = after if after is not None else -before
+    return Step(name=name, channel=channel, after=offset, **options)
 
 
-def sms(name: str, *, after: timedelta, **options) -> Step:
-    return Step(name=name, channel="sms", after=after, **options)
+def email(name: str, *, after: timedelta | None = None, before: timedelta | None = None,
+          **options) -> Step:
+    return _step(name, "email", after, before, options)
+
+
+def sms(name: str, *, after: timedelta | None = None, before: timedelta | None = None,
+        **options) -> Step:
+    return _step(name, "sms", after, before, options)
 
 
 @dataclass(frozen=True)
@@ -107,12 +137,27 @@ class Program:
     owner: str = "analytics"
     tags: tuple[str, ...] = ()
     doc_md: str = ""
+    # At most one message to a contact per this period, whatever enrolled them (internal
+    # alerts aside): a survey every 90 days however many milestones the contact passes.
+    once_per: timedelta | None = None
+    # Audience columns a run can be narrowed to from the trigger form (e.g. one webinar).
+    filters: tuple[str, ...] = ()
+    # Run in the plan task, under the program's lock, before the audience is read:
+    # `hook(conn, now=..., filters=...)` updates program state the audience reads (seats of
+    # a webinar). In a dry run its changes are rolled back.
+    before_plan: tuple[Callable[..., Any], ...] = ()
 
     def __post_init__(self) -> None:
         check_name("program", self.name)
         check_name("audience model", self.audience)
         if self.goal is not None:
             check_name("goal column", self.goal)
+        for column in self.filters:
+            check_name("filter column", column)
+        object.__setattr__(self, "filters", tuple(self.filters))
+        object.__setattr__(self, "before_plan", tuple(self.before_plan))
+        if self.once_per is not None and self.once_per <= timedelta(0):
+            raise ProgramDefinitionError(f"program {self.name}: once_per must be positive")
         object.__setattr__(self, "steps", tuple(self.steps))
         if not self.steps:
             raise ProgramDefinitionError(f"program {self.name} has no steps")

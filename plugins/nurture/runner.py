@@ -42,10 +42,11 @@ def prepare_airflow() -> None:
         marker.touch()
 
 
-def run_program(program: str, *, dry_run: bool = False,
-                skip_tasks: str | None = None) -> RunResult:
-    """Run the DAG once; `skip_tasks` (a regex of task ids) marks those tasks successful
-    without running them — tests use it to guard a table they tampered with after dbt."""
+def run_program(program: str, *, dry_run: bool = False, skip_tasks: str | None = None,
+                filters: dict[str, str] | None = None) -> RunResult:
+    """Run the DAG once; `filters` narrow it as the trigger form does (e.g. one webinar);
+    `skip_tasks` (a regex of task ids) marks those tasks successful without running them —
+    tests use it to guard a table they tampered with after dbt."""
     prepare_airflow()
     warehouse.export_env(warehouse.resolve_url())
     from airflow.dag_processing.dagbag import DagBag
@@ -56,7 +57,13 @@ def run_program(program: str, *, dry_run: bool = False,
     dag = bag.get_dag(program)
     if dag is None:
         raise NurtureError(f"no program {program!r}; known: {', '.join(sorted(bag.dag_ids))}")
-    dag_run = dag.test(run_conf={"dry_run": dry_run}, mark_success_pattern=skip_tasks)
+    narrowing = sorted(set(dag.params) - {"dry_run"})
+    unknown = set(filters or {}) - set(narrowing)
+    if unknown:
+        raise NurtureError(f"{program} cannot be narrowed by {', '.join(sorted(unknown))}; "
+                           f"it takes: {', '.join(narrowing) or 'nothing'}")
+    dag_run = dag.test(run_conf={"dry_run": dry_run, **(filters or {})},
+                       mark_success_pattern=skip_tasks)
     from nurture import summary
 
     with warehouse.connect() as conn:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from nurture import ledger
+from nurture import ledger, seed_webinars
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -122,6 +122,7 @@ RAW_TABLES = {
     " _loaded_at timestamptz",
     "events": "event_id text, contact_id text, event_name text, occurred_at timestamptz,"
     " _loaded_at timestamptz",
+    **seed_webinars.RAW_TABLES,
 }
 
 
@@ -149,6 +150,9 @@ def build(now: datetime | None = None, *, seed: int = 7) -> Dataset:
         number += 1
         lead = Scenario("lead", 1, {}, signed_up=None)
         _add_contact(data, rng, lead, f"C{number:05d}", number, zones, stage="lead")
+    seed_webinars.add_webinars(data, [contact_id for contact_id, scenario
+                                      in data.scenario_of.items()
+                                      if scenario.name == "new_signup"])
     return data
 
 

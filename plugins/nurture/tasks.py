@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nurture import guard, ledger, planner, settings, summary, warehouse
 from nurture.dispatcher import Dispatch, dispatch_batch, render
@@ -61,24 +62,34 @@ def check_audience(program: Program, *, run_id: str) -> dict:
     return outcome
 
 
-def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
-    """Decide every (contact, step) pair; record decisions unless this is a dry run."""
+def plan(program: Program, *, run_id: str, dry_run: bool,
+         filters: dict[str, Any] | None = None) -> dict:
+    """Decide every (contact, step) pair; record decisions unless this is a dry run.
+
+    `filters` narrow the run to part of the audience (program.filters, e.g. one webinar)."""
+    filters = {column: value for column, value in (filters or {}).items() if value}
     with warehouse.connect() as conn:
-        if not dry_run:
-            ledger.lock_program(conn, program.name)
-        audience = planner.read_audience(conn, program)
-        existing = ledger.existing_states(conn, program.name)
-        stranded = ledger.stranded(conn, program=program.name)  # before this plan's rows
+        ledger.lock_program(conn, program.name)  # held until commit: one planner at a time
         now = datetime.now(UTC)
-        made = planner.make_plan(program, audience, existing, now=now, batch_size=BATCH_SIZE)
+        for hook in program.before_plan:
+            hook(conn, now=now, filters=filters)
+        audience = planner.read_audience(conn, program, filters)
+        existing = ledger.existing_states(conn, program.name)
+        by_key = {(c["contact_id"], c["enrollment_id"]): c for c in audience}
+        stranded = [row for row in ledger.stranded(conn, program=program.name)
+                    if not filters or (row["contact_id"], row["enrollment_id"]) in by_key]
+        recent = (ledger.messaged_since(conn, program, now - program.once_per)
+                  if program.once_per else frozenset())
+        made = planner.make_plan(program, audience, existing, now=now, batch_size=BATCH_SIZE,
+                                 messaged_recently=recent)
         if dry_run:
-            _count_template_errors(program, made, audience)
+            _count_template_errors(program, made, by_key)
+            conn.rollback()  # a dry run changes nothing, the hooks' work included
         else:
             inserted = ledger.record(conn, made.entries, dag_run_id=run_id)
             if inserted < len(made.entries):
                 log.warning("%d decisions were already recorded by another run",
                             len(made.entries) - inserted)
-            by_key = {(c["contact_id"], c["enrollment_id"]): c for c in audience}
             resumption = planner.resume_stranded(program, made, stranded, by_key, now=now,
                                                  batch_size=BATCH_SIZE)
             ledger.adopt(conn, resumption.adopt, dag_run_id=run_id)
@@ -90,16 +101,16 @@ def plan(program: Program, *, run_id: str, dry_run: bool) -> dict:
     return {"counts": {step: dict(c) for step, c in made.counts.items()}, "batches": batches}
 
 
-def _count_template_errors(program: Program, made: planner.Plan, audience: list[dict]) -> None:
+def _count_template_errors(program: Program, made: planner.Plan,
+                           contacts: dict[tuple[str, str], dict]) -> None:
     """A dry run renders every planned message, so it shows template errors too."""
     templates = TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale)
-    contacts = {contact["contact_id"]: contact for contact in audience}
     for entry in made.entries:
         if entry.state != "planned":
             continue
         try:
             render(program, templates, program.step(entry.step), entry.locale,
-                   contacts[entry.contact_id])
+                   contacts[(entry.contact_id, entry.enrollment_id)])
         except TemplateProblem:
             made.counts[entry.step]["planned"] -= 1
             made.counts[entry.step]["template_error"] += 1

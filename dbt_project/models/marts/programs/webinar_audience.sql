@@ -1,0 +1,122 @@
+-- The webinar program's audience: one row per contact and webinar, for everyone a webinar
+-- is for (invitations) and everyone registered (confirmations, reminders, follow-ups).
+-- A view, so the seats the plan task allocates just before reading it are seen at once.
+{{ config(materialized='view') }}
+
+with
+
+webinars as (
+
+    select * from {{ ref('stg_app__webinars') }}
+
+),
+
+invitees as (
+
+    select * from {{ ref('int_webinar_invitees') }}
+
+),
+
+registrants as (
+
+    select * from {{ ref('int_webinar_registrants') }}
+    where registered_at > now() - interval '60 days'
+
+),
+
+contacts as (
+
+    select * from {{ ref('contacts') }}
+
+),
+
+invited as (
+
+    select distinct contact_id, enrollment_id
+    from {{ ref('stg_nurture__message_ledger') }}
+    where program = 'webinar' and step = 'invitation' and state = 'sent'
+
+),
+
+zones as (
+
+    select name as time_zone from pg_timezone_names
+
+),
+
+audience_keys as (
+
+    select webinar_id, contact_id from invitees
+    union
+    select webinar_id, contact_id from registrants
+
+),
+
+final as (
+
+    select
+        audience_keys.contact_id,
+        'webinar:' || audience_keys.webinar_id as enrollment_id,
+        audience_keys.webinar_id,
+        webinars.webinar_title,
+        webinars.starts_at,
+        webinars.ends_at,
+        webinars.webinar_time_zone,
+        -- When it starts on the contact's clock (the webinar's own for an unknown zone).
+        to_char(
+            webinars.starts_at at time zone coalesce(zones.time_zone, webinars.webinar_time_zone),
+            'FMDay DD Mon YYYY, HH24:MI'
+        ) || ' (' || coalesce(zones.time_zone, webinars.webinar_time_zone) || ')'
+            as starts_at_local,
+        webinars.join_url,
+        webinars.recording_url,
+        contacts.email,
+        contacts.phone,
+        contacts.first_name,
+        contacts.time_zone,
+        contacts.locale,
+        contacts.has_email_consent,
+        contacts.has_sms_consent,
+        invitees.contact_id is not null as is_invitee,
+        invited.contact_id is not null as was_invited,
+        registrants.registration_id,
+        registrants.registered_at,
+        coalesce(not registrants.is_cancelled, false) as is_registered,
+        registrants.seat_status,
+        -- Seated on registration (confirmation) or from the waitlist (promotion).
+        case when registrants.promoted_at is null then registrants.seated_at end
+            as confirmed_at,
+        registrants.waitlisted_at,
+        registrants.waitlist_position,
+        registrants.promoted_at,
+        coalesce(registrants.is_seated, false) as is_seated,
+        coalesce(not registrants.is_cancelled and registrants.seat_status = 'waitlisted', false)
+            as is_waitlisted,
+        coalesce(registrants.has_attended, false) as has_attended,
+        -- Registered, not cancelled, seated (or registered before Nurture allocated seats),
+        -- and never joined.
+        coalesce(
+            not registrants.is_cancelled
+            and coalesce(registrants.seat_status, 'seated') = 'seated'
+            and not registrants.has_attended,
+            false
+        ) as is_no_show,
+        invitees.contact_id is not null and registrants.registration_id is null
+            as is_invitable,
+        invited.contact_id is not null and registrants.registration_id is null
+            as is_unregistered_invitee,
+        greatest(webinars.loaded_at, registrants.loaded_at, contacts.source_loaded_at)
+            as source_loaded_at
+    from audience_keys
+    inner join webinars using (webinar_id)
+    inner join contacts using (contact_id)
+    left join invitees using (webinar_id, contact_id)
+    left join registrants using (webinar_id, contact_id)
+    left join invited
+        on invited.contact_id = audience_keys.contact_id
+        and invited.enrollment_id = 'webinar:' || audience_keys.webinar_id
+    left join zones on zones.time_zone = contacts.time_zone
+
+)
+
+select * from final
