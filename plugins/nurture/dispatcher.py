@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from nurture import ledger
+from nurture import ledger, links
 from nurture.exceptions import ProviderError, ProviderUnavailable
 from nurture.program import Program, Step
 from nurture.providers import EmailMessage, SmsMessage
@@ -80,17 +80,20 @@ def _send_claimed(conn, job: Dispatch, rows: list[dict]) -> list[ledger.Outcome]
         conn.rollback()
         ledger.release(conn, [row["ledger_id"] for row in rows])
         raise
+    short_urls = _short_survey_links(conn, job, rows, contacts)
     with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
         outcomes = list(pool.map(
-            lambda row: deliver(job, row, contacts.get((row["contact_id"], row["enrollment_id"]))),
+            lambda row: deliver(job, row, contacts.get((row["contact_id"], row["enrollment_id"])),
+                                short_url=short_urls.get(str(row["ledger_id"]))),
             rows,
         ))
     ledger.settle(conn, outcomes)
     return outcomes
 
 
-def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None
-            ) -> ledger.Outcome:
+def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None, *,
+            short_url: str | None = None) -> ledger.Outcome:
+    """Send one claimed message; `short_url` replaces a survey link in an SMS."""
     ledger_id = row["ledger_id"]
     step = job.program.step(row["step"])
     # The audience row is read at send time: what changed since the plan still counts.
@@ -105,6 +108,8 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
         contact = {**contact, "unsubscribe_url": unsubscribe_url}
     if step.survey_link:
         contact = {**contact, **_survey_links(job, row, contact)}
+        if short_url:
+            contact["survey_url"] = short_url
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
@@ -160,6 +165,19 @@ def _unsubscribe_url(job: Dispatch, row: Mapping[str, Any]) -> str | None:
     return f"{job.public_url}/unsubscribe/{token}"
 
 
+def _short_survey_links(conn, job: Dispatch, rows: list[dict],
+                        contacts: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, str]:
+    """Short links for the survey SMS among `rows`, stored before anything is sent."""
+    targets = {}
+    for row in rows:
+        contact = contacts.get((row["contact_id"], row["enrollment_id"]))
+        if row["channel"] == "sms" and contact and job.program.step(row["step"]).survey_link:
+            url = _survey_links(job, row, contact).get("survey_url")
+            if url:
+                targets[str(row["ledger_id"])] = url
+    return links.shorten(conn, job.public_url, targets) if targets else {}
+
+
 def _survey_links(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any]
                   ) -> dict[str, Any]:
     """`survey_url`, and `survey_score_urls` (0–10, pre-filled), on a token naming this
@@ -171,8 +189,8 @@ def _survey_links(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, A
     link = dict(signer=job.signer, public_url=job.public_url, contact_id=row["contact_id"],
                 channel=row["channel"], survey_id=str(row["ledger_id"]),
                 trigger=str(contact.get("trigger") or job.program.name))
-    return {"survey_url": survey_url(**link),
-            "survey_score_urls": [survey_url(**link, score=score) for score in range(11)]}
+    url = survey_url(**link)
+    return {"survey_url": url, "survey_score_urls": [f"{url}?score={n}" for n in range(11)]}
 
 
 def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:

@@ -102,12 +102,14 @@ def ensure_schema(conn) -> None:
     """Nurture's own tables (the ledger, webinar seats...), and the raw tables the webhook
     receiver fills (dbt reads them as sources, so they must exist before the first event
     arrives)."""
+    from nurture.links import DDL as SHORT_LINKS_DDL
     from nurture.webhooks.storage import DDL as RAW_EVENTS_DDL
     from nurture.webinars import DDL as WEBINAR_SEATS_DDL
 
     with conn.cursor() as cur:
         cur.execute(SCHEMA_DDL)
         cur.execute(WEBINAR_SEATS_DDL)
+        cur.execute(SHORT_LINKS_DDL)
         cur.execute(RAW_EVENTS_DDL)
 
 

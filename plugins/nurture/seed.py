@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from nurture import ledger, seed_webinars
+from nurture import ledger, seed_surveys, seed_webinars
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -115,7 +115,7 @@ class Dataset:
 RAW_TABLES = {
     "crm_contacts": "contact_id text, email text, phone text, first_name text, last_name text,"
     " time_zone text, locale text, lifecycle_stage text, lifecycle_stage_changed_at timestamptz,"
-    " created_at timestamptz, updated_at timestamptz, _loaded_at timestamptz",
+    " created_at timestamptz, updated_at timestamptz, _loaded_at timestamptz, owner_id text",
     "consents": "consent_id text, contact_id text, channel text, status text, source text,"
     " recorded_at timestamptz, _loaded_at timestamptz",
     "signups": "signup_id text, contact_id text, plan text, signed_up_at timestamptz,"
@@ -123,6 +123,7 @@ RAW_TABLES = {
     "events": "event_id text, contact_id text, event_name text, occurred_at timestamptz,"
     " _loaded_at timestamptz",
     **seed_webinars.RAW_TABLES,
+    **seed_surveys.RAW_TABLES,
 }
 
 
@@ -150,9 +151,11 @@ def build(now: datetime | None = None, *, seed: int = 7) -> Dataset:
         number += 1
         lead = Scenario("lead", 1, {}, signed_up=None)
         _add_contact(data, rng, lead, f"C{number:05d}", number, zones, stage="lead")
-    seed_webinars.add_webinars(data, [contact_id for contact_id, scenario
-                                      in data.scenario_of.items()
-                                      if scenario.name == "new_signup"])
+    def of(name: str) -> list[str]:
+        return [cid for cid, scenario in data.scenario_of.items() if scenario.name == name]
+
+    registrants = seed_webinars.add_webinars(data, of("new_signup"))
+    seed_surveys.add_support(data, of("new_signup")[registrants:], of("long_ago"))
     return data
 
 
@@ -170,10 +173,10 @@ def _add_contact(data, rng, scenario, contact_id, number, zones, stage=None) -> 
     created = entered - HOUR
     contact = (contact_id, email, phone, first if scenario.first_name else None, last, zone,
                scenario.locale, stage, entered if scenario.became_customer else created,
-               created, entered, now)
+               created, entered, now, seed_surveys.owner_for(number, stage))
     data.tables["crm_contacts"].append(contact)
     if scenario.duplicated_in_crm:  # an older export of the same contact
-        data.tables["crm_contacts"].append(contact[:10] + (created, now))
+        data.tables["crm_contacts"].append(contact[:10] + (created, now, contact[12]))
     consents = data.tables["consents"]
     for channel, given in (("email", scenario.email_consent), ("sms", scenario.sms_consent)):
         consents.append((f"{contact_id}-{channel}-1", contact_id, channel, "opted_in",

@@ -55,12 +55,13 @@ WEBINARS = (
 DURATION = timedelta(minutes=60)
 
 
-def add_webinars(data, registrant_pool: list[str]) -> None:
+def add_webinars(data, registrant_pool: list[str]) -> int:
     """Append the demo webinars to `data.tables`; registrants are drawn in order from
-    `registrant_pool` (contacts with valid addresses, consent and a daytime zone) and from
-    the night-zone contacts for W004's SMS, so each webinar has its own people."""
+    `registrant_pool` (contacts with valid addresses, consent and a daytime zone), so each
+    webinar has its own people. Returns how many of the pool it used."""
     now = data.loaded_at
     pool = iter(registrant_pool)
+    used = 0
     for webinar in WEBINARS:
         starts_at = now + webinar.starts_in
         data.tables["webinars"].append((
@@ -71,6 +72,7 @@ def add_webinars(data, registrant_pool: list[str]) -> None:
         ))
         for n in range(webinar.registrants):
             contact_id = next(pool)
+            used += 1
             registered_at = min(now - HOUR, starts_at - 2 * DAY) + n * timedelta(minutes=5)
             cancelled_at = now - HOUR / 2 if n in webinar.cancelled else None
             data.tables["webinar_registrations"].append((
@@ -82,3 +84,4 @@ def add_webinars(data, registrant_pool: list[str]) -> None:
                     webinar.webinar_id, contact_id, starts_at + 2 * timedelta(minutes=1),
                     45, now,
                 ))
+    return used

@@ -61,15 +61,17 @@ def format_table(summary: Mapping) -> str:
     """The summary as a plain-text table for a terminal or a task log."""
     sent_header = "would send" if summary["dry_run"] else "sent"
     lines = [f"{summary['program']}{' (dry run: nothing sent)' if summary['dry_run'] else ''}",
-             f"{'step':<14}{'channel':<9}{sent_header:>11}  not sent (reason: count)"]
+             ""]
+    width = max([14, *(len(entry["step"]) + 2 for entry in summary["steps"])])
+    lines[1] = f"{'step':<{width}}{'channel':<9}{sent_header:>11}  not sent (reason: count)"
     for entry in summary["steps"]:
         name = entry["step"]
         shown = entry["planned"] if summary["dry_run"] else entry["sent"]
         reasons = ", ".join(f"{r}: {n}" for r, n in entry["not_sent"].items()) or "-"
-        lines.append(f"{name:<14}{entry['channel']:<9}{shown:>11}  {reasons}")
+        lines.append(f"{name:<{width}}{entry['channel']:<9}{shown:>11}  {reasons}")
         if entry["waiting"]:
             waiting = ", ".join(f"{r}: {n}" for r, n in entry["waiting"].items())
-            lines.append(f"{'':<23}{'':>11}  waiting: {waiting}")
+            lines.append(f"{'':<{width + 9}}{'':>11}  waiting: {waiting}")
     if summary["sent"] == 0 and summary["planned"] == 0:
         lines.append("Nothing new to send: every due message is already in the ledger "
                      "or still waiting.")

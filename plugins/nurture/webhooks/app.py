@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from nurture.tokens import TokenSigner
 from nurture.webhooks import storage
+from nurture.webhooks.short_links import short_link_router
 from nurture.webhooks.signatures import load_sendgrid_key, verify_sendgrid, verify_twilio
 from nurture.webhooks.surveys import survey_router
 from nurture.webhooks.unsubscribe import unsubscribe_router
@@ -74,6 +75,7 @@ def create_app(
     app = FastAPI(title="Nurture webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(unsubscribe_router(token_signer, tables.store))
     app.include_router(survey_router(token_signer, tables.store))
+    app.include_router(short_link_router(warehouse_url))
 
     @app.post(SENDGRID_PATH)
     async def sendgrid_events(request: Request) -> Response:

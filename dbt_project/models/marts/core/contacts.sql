@@ -12,6 +12,13 @@ consents as (
 
 ),
 
+owners as (
+
+    select user_id as owner_id, full_name as owner_name, email as owner_email
+    from {{ ref('stg_crm__users') }}
+
+),
+
 activations as (
 
     select
@@ -42,10 +49,14 @@ final as (
         contacts.lifecycle_stage_changed_at,
         contacts.created_at,
         contacts.updated_at,
-        greatest(contacts.loaded_at, activations.loaded_at) as source_loaded_at
+        greatest(contacts.loaded_at, activations.loaded_at) as source_loaded_at,
+        contacts.owner_id,
+        owners.owner_name,
+        owners.owner_email
     from contacts
     left join consents using (contact_id)
     left join activations using (contact_id)
+    left join owners using (owner_id)
 
 )
 

@@ -11,6 +11,7 @@ renamed as (
     select
         -- ids
         contact_id,
+        nullif(trim(owner_id), '') as owner_id,
 
         -- strings
         nullif(trim(lower(email)), '') as email,

@@ -1,0 +1,124 @@
+-- The satisfaction survey's audience, read by the `satisfaction_survey` DAG. Two kinds of
+-- rows: a milestone that earns the contact a survey (`triggered_at`), and an answer that
+-- may alert the contact's account owner (`detractor_at`, set for scores 0-6).
+with
+
+triggers as (
+
+    select * from {{ ref('int_survey_triggers') }}
+    where triggered_at > now() - interval '30 days'
+
+),
+
+responses as (
+
+    select * from {{ ref('survey_responses') }}
+
+),
+
+contacts as (
+
+    select * from {{ ref('contacts') }}
+
+),
+
+recent_messages as (
+
+    select
+        contact_id,
+        string_agg(program || ' / ' || step || ' (' || to_char(sent_at, 'YYYY-MM-DD') || ')',
+                   '; ' order by sent_at desc) as recent_messages
+    from (
+        select *, row_number() over (partition by contact_id order by sent_at desc) as n
+        from {{ ref('stg_nurture__message_ledger') }}
+        where state = 'sent'
+    ) as sent
+    where n <= 5
+    group by contact_id
+
+),
+
+recent_tickets as (
+
+    select
+        contact_id,
+        string_agg(subject || ' (' || status || ')', '; ' order by opened_at desc)
+            as recent_tickets
+    from (
+        select *, row_number() over (partition by contact_id order by opened_at desc) as n
+        from {{ ref('stg_support__tickets') }}
+    ) as tickets
+    where n <= 3
+    group by contact_id
+
+),
+
+survey_rows as (
+
+    select
+        contact_id,
+        trigger_id as enrollment_id,
+        trigger,
+        triggered_at,
+        null::text as survey_id,
+        null::integer as score,
+        null::text as comment,
+        null::text as nps_category,
+        null::timestamptz as answered_at
+    from triggers
+
+),
+
+answer_rows as (
+
+    select
+        contact_id,
+        'survey_response:' || survey_id as enrollment_id,
+        trigger,
+        null::timestamptz as triggered_at,
+        survey_id,
+        score,
+        comment,
+        nps_category,
+        answered_at
+    from responses
+
+),
+
+final as (
+
+    select
+        rows.contact_id,
+        rows.enrollment_id,
+        rows.trigger,
+        rows.triggered_at,
+        rows.survey_id,
+        rows.score,
+        rows.comment,
+        rows.nps_category,
+        rows.answered_at,
+        case when rows.nps_category = 'detractor' then rows.answered_at end as detractor_at,
+        contacts.email,
+        contacts.phone,
+        contacts.first_name,
+        contacts.last_name,
+        contacts.time_zone,
+        contacts.locale,
+        contacts.lifecycle_stage,
+        contacts.has_email_consent,
+        contacts.has_sms_consent,
+        contacts.has_sms_consent and not contacts.has_email_consent as prefers_sms,
+        coalesce(contacts.owner_email, '{{ var("default_account_owner_email") }}')
+            as owner_email,
+        coalesce(contacts.owner_name, 'Customer success') as owner_name,
+        recent_messages.recent_messages,
+        recent_tickets.recent_tickets,
+        contacts.source_loaded_at
+    from (select * from survey_rows union all select * from answer_rows) as rows
+    inner join contacts using (contact_id)
+    left join recent_messages using (contact_id)
+    left join recent_tickets using (contact_id)
+
+)
+
+select * from final

@@ -1,0 +1,241 @@
+"""Webinar seats on the embedded PostgreSQL, over the real dbt staging views: capacity is
+never exceeded, the waitlist is promoted in registration order, and overlapping runs or
+retries allocate each seat once (`nurture.webinars.allocate_seats`, and the plan task that
+calls it).
+
+Each test uses webinars of its own (`WT..`, for an audience stage nobody is in), next to
+the demo webinars, which are left alone: every call here is narrowed to one webinar.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nurture import seed, settings, tasks, warehouse
+from nurture.webinars import allocate_seats
+
+HOUR = timedelta(hours=1)
+
+
+def reset_webinar() -> None:
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from nurture.message_ledger where program = 'webinar'")
+        cur.execute("delete from nurture.webinar_seats")
+
+
+def execute(sql: str, params=None):
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else None
+
+
+@pytest.fixture(scope="module")
+def demo(warehouse_url):
+    """The demo data with the webinar views built once; its contacts register below."""
+    with warehouse.connect() as conn:
+        data = seed.build()
+        seed.load(conn, data)
+    reset_webinar()
+    result = subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "run", "--quiet", "-s", "+webinar_audience"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield data
+    reset_webinar()
+
+
+@pytest.fixture(scope="module")
+def program(demo):
+    """The webinar program as `dags/webinar.py` defines it."""
+    spec = importlib.util.spec_from_file_location("webinar_dag",
+                                                  settings.DAGS_FOLDER / "webinar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.webinar
+
+
+@pytest.fixture(scope="module")
+def people(demo) -> list[str]:
+    """Contacts no demo webinar uses, with a valid address and consent for both channels."""
+    registered = {row[2] for row in demo.tables["webinar_registrations"]}
+    return [contact for contact, scenario in demo.scenario_of.items()
+            if scenario.name == "day_2" and contact not in registered]
+
+
+def add_webinar(webinar_id: str, *, capacity: int, contacts: list[str]) -> list[str]:
+    """A webinar tomorrow with `contacts` registered five minutes apart, in that order;
+    returns their registration ids."""
+    now = datetime.now(UTC)
+    execute("insert into raw.webinars values (%s, 'Test webinar', %s, 'Europe/Helsinki', 60,"
+            " %s, 'nobody', 'https://live.example/t', 'https://rec.example/t', %s)",
+            (webinar_id, now + 24 * HOUR, capacity, now))
+    registrations = [f"R-{webinar_id}-{n}" for n in range(1, len(contacts) + 1)]
+    for n, (registration_id, contact) in enumerate(zip(registrations, contacts, strict=True)):
+        execute("insert into raw.webinar_registrations values (%s, %s, %s, %s, null, %s)",
+                (registration_id, webinar_id, contact,
+                 now - 5 * HOUR + n * timedelta(minutes=5), now))
+    return registrations
+
+
+def cancel(registration_id: str) -> None:
+    execute("update raw.webinar_registrations set cancelled_at = now()"
+            " where registration_id = %s", (registration_id,))
+
+
+def allocate(webinar_id: str) -> dict[str, int]:
+    with warehouse.connect() as conn:
+        return allocate_seats(conn, now=datetime.now(UTC), filters={"webinar_id": webinar_id})
+
+
+def seats(webinar_id: str) -> dict[str, tuple]:
+    """registration id -> (seat_status, promoted_at is set)."""
+    return {registration: (status, promoted) for registration, status, promoted in execute(
+        "select registration_id, seat_status, promoted_at is not null"
+        " from nurture.webinar_seats where webinar_id = %s", (webinar_id,))}
+
+
+def seats_snapshot() -> list[tuple]:
+    return execute("select * from nurture.webinar_seats order by registration_id")
+
+
+def ledger_snapshot() -> list[tuple]:
+    return execute("select step, contact_id, enrollment_id, state, reason, dag_run_id"
+                   " from nurture.message_ledger where program = 'webinar'"
+                   " order by step, contact_id, enrollment_id")
+
+
+def waitlist_positions(webinar_id: str) -> dict[str, int]:
+    return dict(execute("select registration_id, waitlist_position"
+                        " from marts.webinar_audience"
+                        " where webinar_id = %s and waitlist_position is not null",
+                        (webinar_id,)))
+
+
+def at_once(count: int, work: Callable[[], object]) -> list:
+    """Run `work` in `count` threads released together; re-raise the first error."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = work()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_capacity_holds_and_the_waitlist_moves_up_in_order(people):
+    r1, r2, r3, r4, r5 = add_webinar("WT01", capacity=2, contacts=people[:5])
+
+    assert allocate("WT01") == {"released": 0, "promoted": 0, "seated": 2, "waitlisted": 3}
+    assert seats("WT01") == {r1: ("seated", False), r2: ("seated", False),
+                             r3: ("waitlisted", False), r4: ("waitlisted", False),
+                             r5: ("waitlisted", False)}
+    assert waitlist_positions("WT01") == {r3: 1, r4: 2, r5: 3}
+
+    cancel(r1)
+    assert allocate("WT01") == {"released": 1, "promoted": 1, "seated": 0, "waitlisted": 0}
+    assert seats("WT01") == {r1: ("released", False), r2: ("seated", False),
+                             r3: ("seated", True), r4: ("waitlisted", False),
+                             r5: ("waitlisted", False)}
+    assert waitlist_positions("WT01") == {r4: 1, r5: 2}
+
+    cancel(r4)  # from the waitlist: no seat frees up, the one behind moves up
+    assert allocate("WT01") == {"released": 1, "promoted": 0, "seated": 0, "waitlisted": 0}
+    assert seats("WT01") == {r1: ("released", False), r2: ("seated", False),
+                             r3: ("seated", True), r4: ("released", False),
+                             r5: ("waitlisted", False)}
+    assert waitlist_positions("WT01") == {r5: 1}
+
+    before = seats_snapshot()
+    assert allocate("WT01") == {"released": 0, "promoted": 0, "seated": 0, "waitlisted": 0}
+    assert seats_snapshot() == before  # a retry changes nothing
+
+
+def test_overlapping_allocations_promote_once(people):
+    registrations = add_webinar("WT02", capacity=2, contacts=people[5:9])
+    allocate("WT02")
+    cancel(registrations[0])
+    first_waiting = registrations[2]
+
+    def allocate_when_released() -> dict[str, int]:
+        with warehouse.connect() as conn:
+            return allocate_seats(conn, now=datetime.now(UTC), filters={"webinar_id": "WT02"})
+
+    counts = at_once(4, allocate_when_released)
+
+    assert sum(c["promoted"] for c in counts) == 1
+    assert sum(c["released"] for c in counts) == 1
+    assert seats("WT02") == {registrations[0]: ("released", False),
+                             registrations[1]: ("seated", False),
+                             first_waiting: ("seated", True),
+                             registrations[3]: ("waitlisted", False)}
+
+
+def test_overlapping_plans_record_one_promotion(people, program):
+    registrations = add_webinar("WT03", capacity=1, contacts=people[9:12])
+    allocate("WT03")
+    cancel(registrations[0])
+    promoted_contact = people[10]
+
+    run_ids = iter(["test_plan_a", "test_plan_b"])
+
+    def plan() -> dict:
+        return tasks.plan(program, run_id=next(run_ids), dry_run=False,
+                          filters={"webinar_id": "WT03"})
+
+    at_once(2, plan)
+
+    # One decision, whichever plan went first; the other may adopt it while it is unsent
+    # (so both may count it planned), but there is one row, so one message.
+    rows = execute("select contact_id, state, dag_run_id from nurture.message_ledger"
+                   " where program = 'webinar' and step = 'promoted'"
+                   " and enrollment_id = 'webinar:WT03'")
+    assert [(contact, state) for contact, state, _ in rows] == [(promoted_contact, "planned")]
+    assert rows[0][2] in ("test_plan_a", "test_plan_b")
+    assert [status for status, _ in seats("WT03").values()].count("seated") == 1
+    # Narrowed to WT03: nothing was decided for anyone else.
+    assert {enrollment for (enrollment,) in execute(
+        "select distinct enrollment_id from nurture.message_ledger"
+        " where program = 'webinar'")} == {"webinar:WT03"}
+
+
+def test_a_dry_run_changes_nothing_and_counts_only_its_webinar(demo, program):
+    seats_before, ledger_before = seats_snapshot(), ledger_snapshot()
+    assert not any(row[1] == "W003" for row in seats_before)  # W003 not yet allocated
+
+    result = tasks.plan(program, run_id="test_dry_run", dry_run=True,
+                        filters={"webinar_id": "W003"})
+
+    assert seats_snapshot() == seats_before
+    assert ledger_snapshot() == ledger_before
+    assert result["batches"] == []
+    (w003_rows,), (all_rows,) = execute(
+        "select count(*) from marts.webinar_audience where webinar_id = 'W003'"
+        " union all select count(*) from marts.webinar_audience")
+    assert 5 <= w003_rows < all_rows
+    for step, counts in result["counts"].items():
+        assert sum(counts.values()) == w003_rows, step
+    # Seats were allocated inside the dry run (then rolled back): R-W003-1, 3 and 4 would
+    # be confirmed and R-W003-5 waitlisted.
+    assert result["counts"]["confirmation"].get("planned") == 3
+    assert result["counts"]["waitlist"].get("planned") == 1
+    assert result["counts"]["invitation"].get("planned", 0) == 0
