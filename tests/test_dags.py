@@ -12,7 +12,8 @@ import pytest
 from nurture import settings
 
 AUDIENCE_MODELS = {
-    "stg_crm__contacts", "stg_crm__consents", "stg_app__signups", "stg_app__events",
+    "stg_crm__contacts", "stg_crm__consents", "stg_crm__users", "stg_app__signups",
+    "stg_app__events",
     "int_contacts_deduplicated", "int_consents_pivoted_to_contacts",
     "int_onboarding_enrollments", "contacts", "onboarding_audience",
     # consent comes from every source, provider events and unsubscribe links included
@@ -26,6 +27,9 @@ REPORT_ROOTS = {f"dbt_report.{model}_model_build" for model in (
     "stg_crm__contacts")}
 
 
+PROGRAMS = ("onboarding", "webinar", "satisfaction_survey")
+
+
 @pytest.fixture(scope="module")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
@@ -35,10 +39,10 @@ def dagbag():
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "onboarding" in dagbag.dag_ids
+    assert set(PROGRAMS) <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", ["onboarding"])
+@pytest.mark.parametrize("dag_id", PROGRAMS)
 def test_dag_follows_the_house_rules(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert "nurture" in dag.tags
@@ -91,11 +95,18 @@ def test_a_new_program_is_a_definition_away(dagbag):
     assert {"prepare", "guard", "plan", "send", "summarize"} <= set(dag.task_ids)
 
 
-def test_parsing_dags_imports_nothing_heavy():
+def test_a_marketer_can_run_the_webinar_program_for_one_webinar(dagbag):
+    dag = dagbag.dags["webinar"]
+    assert dag.params["webinar_id"] is None
+    assert dag.params.get_param("webinar_id").schema["title"] == "Webinar id"
+
+
+@pytest.mark.parametrize("dag_id", PROGRAMS)
+def test_parsing_dags_imports_nothing_heavy(dag_id):
     """Parsing must stay fast and hermetic: no provider SDKs, GX or database drivers."""
     code = (
         "import sys, runpy, time; start = time.perf_counter();"
-        f"runpy.run_path({str(settings.DAGS_FOLDER / 'onboarding.py')!r});"
+        f"runpy.run_path({str(settings.DAGS_FOLDER / f'{dag_id}.py')!r});"
         "heavy = {'sendgrid', 'twilio', 'great_expectations', 'psycopg2', 'pandas'};"
         "print(sorted(heavy & set(sys.modules)), round(time.perf_counter() - start, 2))"
     )

@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from nurture import settings
 from nurture.exceptions import ConfigurationError
 from nurture.tokens import TokenSigner
-from nurture.webhooks.app import create_app
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +20,8 @@ log = logging.getLogger(__name__)
 def from_connections(*, warehouse_url: str, public_url: str) -> FastAPI:
     """A provider whose connection or key is missing is refused (503), not accepted unsigned."""
     from airflow.models.connection import Connection
+
+    from nurture.webhooks.app import create_app
 
     def connection(conn_id: str):
         try:
