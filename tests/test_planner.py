@@ -173,16 +173,18 @@ CONDITIONAL = Program(
     [
         (dict(is_customer=True, has_upgraded=False), HOUR,
          Decision(SEND, "due", "anna@example.com", "fi-FI")),
-        (dict(is_customer=False, has_upgraded=False), HOUR, Decision(SKIP, "condition_not_met")),
-        (dict(has_upgraded=False), HOUR, Decision(SKIP, "condition_not_met")),  # fail closed
+        # unmet: looked at again next run while the step may still go out...
+        (dict(is_customer=False, has_upgraded=False), HOUR, Decision(WAIT, "condition_not_met")),
+        (dict(has_upgraded=False), HOUR, Decision(WAIT, "condition_not_met")),  # fail closed
         (dict(is_customer=False, has_upgraded=True), HOUR, Decision(SKIP, "goal_reached")),
         (dict(is_customer=True), HOUR, Decision(SKIP, "goal_reached")),  # no goal column
+        # ...and closed once it expires, with the reason it never went
         (dict(is_customer=False, has_upgraded=False), 2 * DAY,
          Decision(SKIP, "condition_not_met")),
         (dict(is_customer=True, has_upgraded=False), 2 * DAY, Decision(SKIP, "expired")),
     ],
 )
-def test_condition_is_checked_after_the_goal_and_before_expiry(fields, late, expected):
+def test_an_unmet_condition_waits_until_the_step_expires(fields, late, expected):
     assert decide_for("offer", program=CONDITIONAL, late=late, **fields) == expected
 
 

@@ -47,10 +47,13 @@ def decide(
         return Decision(WAIT, "not_due")
     if program.goal and contact.get(program.goal, True):  # no goal column: assume reached
         return Decision(SKIP, "goal_reached")
-    if step.condition and not contact.get(step.condition):
-        return Decision(SKIP, "condition_not_met")
+    # A condition is looked at again each run while the step may still go out (a seat
+    # given after the reminder fell due still earns the reminder); then it closes.
+    met = not step.condition or contact.get(step.condition)
     if now - due > step.expires_after:
-        return Decision(SKIP, "expired")
+        return Decision(SKIP, "expired" if met else "condition_not_met")
+    if not met:
+        return Decision(WAIT, "condition_not_met")
     if step.is_internal:  # to a colleague: the contact's consent and hours do not apply
         try:
             recipient = _address(step.channel, contact.get(step.to))
