@@ -76,11 +76,12 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
 def _send_claimed(conn, job: Dispatch, rows: list[dict]) -> list[ledger.Outcome]:
     try:
         contacts = _audience_rows(conn, job.program, rows)
+        short_urls = _short_survey_links(conn, job, rows, contacts)
+        conn.commit()  # short links resolve before the first SMS carrying one goes out
     except Exception:  # nothing has left yet: give the rows back for the retry
         conn.rollback()
         ledger.release(conn, [row["ledger_id"] for row in rows])
         raise
-    short_urls = _short_survey_links(conn, job, rows, contacts)
     with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
         outcomes = list(pool.map(
             lambda row: deliver(job, row, contacts.get((row["contact_id"], row["enrollment_id"])),

@@ -132,9 +132,10 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
         email=SendGridHook(),
         sms=TwilioHook(),
         public_url=public_url,
-        # With a public URL, an email without its unsubscribe link must not go out: a
-        # missing key fails the task (ConfigurationError) before anything is claimed.
-        signer=TokenSigner.from_connection() if public_url and channel == "email" else None,
+        # With a public URL, an email without its unsubscribe link, or a survey without
+        # its link, must not go out: a missing key fails the task (ConfigurationError)
+        # before anything is claimed.
+        signer=TokenSigner.from_connection() if public_url else None,
         concurrency=int(Variable.get("nurture_dispatch_concurrency", default=16)),
     )
     with warehouse.connect() as conn:
