@@ -269,7 +269,7 @@ def test_opt_out_keywords_withdraw_sms_consent(consent_views, body):
     assert derive(events)[("P-1", "sms")] == (False, T0 + timedelta(minutes=1))
 
 
-PROGRAM = Program(name="prop", audience="prop_audience", goal="is_activated",
+PROGRAM = Program(name="prop", holdout=0, audience="prop_audience", goal="is_activated",
                   steps=(email("hello", after=timedelta(0)), sms("ping", after=timedelta(0))),
                   sender=Sender("hello@nurture.example", "Nurture"))
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

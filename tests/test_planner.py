@@ -12,6 +12,7 @@ from nurture.planner import SEND, SKIP, WAIT, Decision, decide, make_plan
 from nurture.program import Program, Sender, SendWindow, email, sms
 
 ONBOARDING = Program(
+    holdout=0,  # the holdout has its own tests (test_policies.py)
     name="onboarding",
     audience="onboarding_audience",
     goal="is_activated",
@@ -160,6 +161,7 @@ def test_address_then_locale_then_time_zone(step, fields, reason):
 # --- decide: conditions ---------------------------------------------------------------
 
 CONDITIONAL = Program(
+    holdout=0,  # the holdout has its own tests (test_policies.py)
     name="upsell",
     audience="upsell_audience",
     goal="has_upgraded",
@@ -226,6 +228,7 @@ def test_email_ignores_the_send_window_and_the_time_zone():
 
 def test_send_window_can_cover_email_too():
     program = Program(
+        holdout=0,  # the holdout has its own tests (test_policies.py)
         name="onboarding", audience="onboarding_audience", steps=ONBOARDING.steps,
         sender=ONBOARDING.sender, send_window=SendWindow(channels=("email", "sms")),
     )
@@ -402,6 +405,7 @@ def test_an_earlier_runs_unfinished_row_is_left_to_resume_stranded():
 # --- anchors, internal alerts, once_per --------------------------------------------------
 
 EVENTS = Program(
+    holdout=0,  # the holdout has its own tests (test_policies.py)
     name="events", audience="events_audience",
     steps=(
         email("invitation", before=14 * DAY, anchor="starts_at", expires_after=2 * DAY),
@@ -447,6 +451,7 @@ def test_an_internal_alert_ignores_the_contacts_consent_and_checks_its_own_addre
 
 
 SURVEY = Program(
+    holdout=0,  # the holdout has its own tests (test_policies.py)
     name="survey", audience="survey_audience", once_per=90 * DAY,
     steps=(email("survey", after=timedelta(0)),
            email("owner_alert", after=timedelta(0), anchor="answered_at", to="owner_email")),

@@ -63,10 +63,17 @@ def build_dag(program: Program):
         @task
         def plan(params=None, run_id=None, ti=None) -> list[dict]:
             """Record decisions; returns the batches to send, one mapped `send` each."""
-            from nurture import tasks
+            from airflow.sdk import Variable
 
-            made = tasks.plan(program, run_id=run_id, dry_run=params["dry_run"],
-                              filters={column: params.get(column) for column in program.filters})
+            from nurture import tasks
+            from nurture.policies import DEFAULT_FREQUENCY_CAP
+
+            made = tasks.plan(
+                program, run_id=run_id, dry_run=params["dry_run"],
+                filters={column: params.get(column) for column in program.filters},
+                frequency_cap=int(Variable.get("nurture_frequency_cap",
+                                               default=DEFAULT_FREQUENCY_CAP)),
+            )
             ti.xcom_push(key="counts", value=made["counts"])
             return made["batches"]
 

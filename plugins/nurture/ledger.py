@@ -80,6 +80,7 @@ class Entry:
     recipient: str | None = None
     locale: str | None = None
     batch_no: int | None = None
+    is_marketing: bool = True  # counted by the frequency cap (nurture.policies)
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,13 @@ def ensure_schema(conn) -> None:
     receiver fills (dbt reads them as sources, so they must exist before the first event
     arrives)."""
     from nurture.links import DDL as SHORT_LINKS_DDL
+    from nurture.policies import DDL as POLICIES_DDL
     from nurture.webhooks.storage import DDL as RAW_EVENTS_DDL
     from nurture.webinars import DDL as WEBINAR_SEATS_DDL
 
     with conn.cursor() as cur:
         cur.execute(SCHEMA_DDL)
+        cur.execute(POLICIES_DDL)
         cur.execute(WEBINAR_SEATS_DDL)
         cur.execute(SHORT_LINKS_DDL)
         cur.execute(RAW_EVENTS_DDL)
@@ -150,14 +153,15 @@ def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
             cur,
             """
             insert into nurture.message_ledger (program, step, contact_id, enrollment_id,
-                channel, state, reason, recipient, locale, due_at, batch_no, dag_run_id)
+                channel, state, reason, recipient, locale, due_at, batch_no, dag_run_id,
+                is_marketing)
             values %s
             on conflict (program, step, contact_id, enrollment_id) do nothing
             returning 1
             """,
             [
                 (e.program, e.step, e.contact_id, e.enrollment_id, e.channel, e.state, e.reason,
-                 e.recipient, e.locale, e.due_at, e.batch_no, dag_run_id)
+                 e.recipient, e.locale, e.due_at, e.batch_no, dag_run_id, e.is_marketing)
                 for e in entries
             ],
             page_size=1000,

@@ -16,10 +16,13 @@ from typing import Any
 
 from nurture import addresses, ledger
 from nurture.exceptions import ProgramDefinitionError
+from nurture.policies import LOOKAHEAD, FrequencyCap, in_holdout
 from nurture.program import Program, Step
 
 SEND, SKIP, WAIT = "send", "skip", "wait"
 UNFINISHED = ("planned", "sending")
+# Waiting reasons of a message that will go out soon: what the frequency cap reserves room for.
+UPCOMING = ("not_due", "outside_send_window", "frequency_capped")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class Plan:
     counts: dict[str, Counter] = field(default_factory=dict)
     batches: dict[str, list[int]] = field(default_factory=dict)
     entries: list[ledger.Entry] = field(default_factory=list)
+    # Marketing messages waiting to fall due within a day: (step, contact, enrollment, due)
+    upcoming: list[tuple[str, str, str, datetime]] = field(default_factory=list)
 
 
 def make_plan(
@@ -103,10 +108,12 @@ def make_plan(
     now: datetime,
     batch_size: int,
     messaged_recently: Set[str] = frozenset(),
+    cap: FrequencyCap | None = None,
 ) -> Plan:
     """`messaged_recently`: contacts a message of this program went to within its
     `once_per` period (see `ledger.messaged_since`); with the audience ordered by due time,
-    a contact's first due message wins."""
+    a contact's first due message wins. `cap`: the frequency cap (nurture.policies), which
+    this plan's marketing messages use up as they are planned."""
     if audience:
         check_columns(program, audience[0].keys())
     plan = Plan(counts={step.name: Counter() for step in program.steps})
@@ -118,12 +125,15 @@ def make_plan(
             if existing.get(key) in UNFINISHED:
                 continue  # an earlier run's row: resume_stranded decides and counts it
             decision = decide(program, step, contact, now=now, existing_state=existing.get(key))
-            if program.once_per and decision.action == SEND and not step.is_internal:
-                if contact["contact_id"] in messaged:
-                    decision = Decision(SKIP, "messaged_recently")
-                messaged.add(contact["contact_id"])
+            if decision.action == SEND:
+                decision = _apply_policies(program, step, contact["contact_id"], decision,
+                                           messaged, cap)
             plan.counts[step.name][decision.reason if decision.action != SEND else "planned"] += 1
             if decision.action == WAIT:
+                due = due_at(step, contact)
+                if (step.is_marketing and decision.reason in UPCOMING and due is not None
+                        and due <= now + LOOKAHEAD):
+                    plan.upcoming.append((step.name, *key[1:], due))
                 continue
             batch_no = None
             if decision.action == SEND:
@@ -136,11 +146,28 @@ def make_plan(
                 reason=None if decision.action == SEND else decision.reason,
                 recipient=decision.recipient, locale=decision.locale,
                 due_at=due_at(step, contact), batch_no=batch_no,
+                is_marketing=step.is_marketing,
             ))
     plan.batches = {
         channel: list(range(-(-count // batch_size))) for channel, count in position.items()
     }
     return plan
+
+
+def _apply_policies(program: Program, step: Step, contact_id: str, decision: Decision,
+                    messaged: set[str], cap: FrequencyCap | None) -> Decision:
+    """A message `decide` would send, through the holdout, once_per and the frequency cap."""
+    if step.is_marketing and in_holdout(program.name, contact_id, program.holdout):
+        return Decision(SKIP, "held_out")
+    if program.once_per and not step.is_internal:
+        if contact_id in messaged:
+            return Decision(SKIP, "messaged_recently")
+        messaged.add(contact_id)
+    if step.is_marketing and cap is not None:
+        if not cap.allows(contact_id):
+            return Decision(WAIT if program.when_capped == "wait" else SKIP, "frequency_capped")
+        cap.take(contact_id)
+    return decision
 
 
 @dataclass

@@ -17,6 +17,10 @@ from nurture.exceptions import ProgramDefinitionError
 
 Channel = Literal["email", "sms"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms")
+# Marketing messages count against the frequency cap and are kept from the holdout group;
+# transactional ones (a confirmation, a reminder the contact asked for) are exempt.
+Kind = Literal["marketing", "transactional"]
+KINDS: tuple[Kind, ...] = ("marketing", "transactional")
 
 # Names reach SQL, file paths and Airflow ids: allow only plain identifiers.
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -81,6 +85,7 @@ class Step:
     anchor: str = "enrolled_at"
     to: str | None = None
     survey_link: bool = False  # templates get survey_url: a signed link to this survey
+    kind: Kind = "marketing"
 
     def __post_init__(self) -> None:
         check_name("step", self.name)
@@ -92,6 +97,8 @@ class Step:
             object.__setattr__(self, "template", self.name)
         check_name("template", self.template)
         check_name("anchor column", self.anchor)
+        if self.kind not in KINDS:
+            raise ProgramDefinitionError(f"step {self.name}: kind must be one of {KINDS}")
         for kind, column in (("condition column", self.condition), ("`to` column", self.to)):
             if column is not None:
                 check_name(kind, column)
@@ -100,6 +107,11 @@ class Step:
     def is_internal(self) -> bool:
         """Sent to someone other than the contact (see `to`)."""
         return self.to is not None
+
+    @property
+    def is_marketing(self) -> bool:
+        """Counted by the frequency cap and withheld from the holdout group."""
+        return self.kind == "marketing" and not self.is_internal
 
 
 def _step(name: str, channel: Channel, after: timedelta | None, before: timedelta | None,
@@ -146,6 +158,15 @@ class Program:
     # `hook(conn, now=..., filters=...)` updates program state the audience reads (seats of
     # a webinar). In a dry run its changes are rolled back.
     before_plan: tuple[Callable[..., Any], ...] = ()
+    # Share of the audience kept out of every marketing message, to measure the program
+    # against (stable per contact: a hash of program and contact).
+    holdout: float = 0.05
+    # Who wins when the frequency cap allows one more marketing message and several
+    # programs want to send it: the higher priority. Lower-priority programs leave room
+    # for what higher-priority ones will send within a day.
+    priority: int = 50
+    # A message the frequency cap stops: "wait" for room (until it expires) or "drop" it.
+    when_capped: Literal["wait", "drop"] = "wait"
 
     def __post_init__(self) -> None:
         check_name("program", self.name)
@@ -158,6 +179,12 @@ class Program:
         object.__setattr__(self, "before_plan", tuple(self.before_plan))
         if self.once_per is not None and self.once_per <= timedelta(0):
             raise ProgramDefinitionError(f"program {self.name}: once_per must be positive")
+        if not 0 <= self.holdout < 1:
+            raise ProgramDefinitionError(f"program {self.name}: holdout must be a share in "
+                                         "[0, 1)")
+        if self.when_capped not in ("wait", "drop"):
+            raise ProgramDefinitionError(f"program {self.name}: when_capped must be 'wait' "
+                                         "or 'drop'")
         object.__setattr__(self, "steps", tuple(self.steps))
         if not self.steps:
             raise ProgramDefinitionError(f"program {self.name} has no steps")

@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nurture import guard, ledger, planner, settings, summary, warehouse
+from nurture import guard, ledger, planner, policies, settings, summary, warehouse
 from nurture.dispatcher import Dispatch, dispatch_batch, render
 from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
@@ -63,10 +63,12 @@ def check_audience(program: Program, *, run_id: str) -> dict:
 
 
 def plan(program: Program, *, run_id: str, dry_run: bool,
-         filters: dict[str, Any] | None = None) -> dict:
+         filters: dict[str, Any] | None = None,
+         frequency_cap: int = policies.DEFAULT_FREQUENCY_CAP) -> dict:
     """Decide every (contact, step) pair; record decisions unless this is a dry run.
 
-    `filters` narrow the run to part of the audience (program.filters, e.g. one webinar)."""
+    `filters` narrow the run to part of the audience (program.filters, e.g. one webinar);
+    `frequency_cap`: marketing messages per contact per 7 days, across programs."""
     filters = {column: value for column, value in (filters or {}).items() if value}
     with warehouse.connect() as conn:
         ledger.lock_program(conn, program.name)  # held until commit: one planner at a time
@@ -80,8 +82,9 @@ def plan(program: Program, *, run_id: str, dry_run: bool,
                     if not filters or (row["contact_id"], row["enrollment_id"]) in by_key]
         recent = (ledger.messaged_since(conn, program, now - program.once_per)
                   if program.once_per else frozenset())
+        cap = policies.load_cap(conn, program, limit=frequency_cap, now=now)
         made = planner.make_plan(program, audience, existing, now=now, batch_size=BATCH_SIZE,
-                                 messaged_recently=recent)
+                                 messaged_recently=recent, cap=cap)
         if dry_run:
             _count_template_errors(program, made, by_key)
             conn.rollback()  # a dry run changes nothing, the hooks' work included
@@ -94,6 +97,8 @@ def plan(program: Program, *, run_id: str, dry_run: bool,
                                                  batch_size=BATCH_SIZE)
             ledger.adopt(conn, resumption.adopt, dag_run_id=run_id)
             ledger.close(conn, resumption.close)
+            if not filters:  # a narrowed run sees only part of what is coming
+                policies.record_upcoming(conn, program, made.upcoming)
     batches = [] if dry_run else [
         {"channel": channel, "batch_no": batch_no}
         for channel, numbers in made.batches.items() for batch_no in numbers
