@@ -16,6 +16,7 @@ import pytest
 
 from nurture import ledger, runner, seed, warehouse
 from nurture.emulator import OutboxStore
+from nurture.policies import in_holdout
 
 pytestmark = pytest.mark.e2e
 
@@ -62,12 +63,24 @@ def contact_by_recipient(demo) -> dict[str, str]:
     return index
 
 
+HOLDOUT = 0.05  # onboarding's share (the Program default)
+
+
+def expected_outcome(contact_id: str, planned_outcome: str) -> str:
+    """The scenario's outcome, unless the contact is in the holdout group: then whatever
+    would have been sent (or failed to render) is recorded held_out instead."""
+    if planned_outcome in ("sent", "template_error") and in_holdout("onboarding", contact_id,
+                                                                     HOLDOUT):
+        return "held_out"
+    return planned_outcome
+
+
 def expected_sends(demo) -> Counter:
     expected = Counter()
     for row in {r[0]: r for r in demo.tables["crm_contacts"]}.values():
         scenario = demo.scenario_of.get(row[0])
         for step, outcome in (scenario.expected.items() if scenario else ()):
-            if outcome == "sent":
+            if expected_outcome(row[0], outcome) == "sent":
                 expected[(row[2] if step == "check_in" else row[1], step)] += 1
     return expected
 
@@ -133,7 +146,8 @@ def test_ledger_records_each_scenarios_outcome(runs, demo):
     mismatches = []
     for contact_id, scenario in demo.scenario_of.items():
         enrollment = f"onboarding:{contact_id}"
-        for step, expected in scenario.expected.items():
+        for step, planned_outcome in scenario.expected.items():
+            expected = expected_outcome(contact_id, planned_outcome)
             state = states.get((step, contact_id, enrollment))
             reason = (reasons.get((step, contact_id)) or "").split(":", 1)[0]
             actual = {None: "not_due", "sent": "sent"}.get(state, reason)
@@ -176,3 +190,19 @@ def test_message_sends_mart_has_one_row_per_ledger_entry(runs):
         mart_rows, mart_sent = cur.fetchone()
     assert mart_rows == ledger_rows
     assert mart_sent == len(runs[2][1])
+
+
+def test_the_holdout_group_receives_nothing_and_stays_the_same(runs, demo):
+    """Held-out contacts are recorded held_out for what they would have been sent, get
+    nothing in any run, and the second run holds out the same people (no new rows)."""
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("select contact_id, count(distinct dag_run_id) from nurture.message_ledger"
+                    " where program = 'onboarding' and reason = 'held_out' group by contact_id")
+        held = dict(cur.fetchall())
+    would_have_sent = {contact_id for contact_id, scenario in demo.scenario_of.items()
+                       if {"sent", "template_error"} & set(scenario.expected.values())}
+    assert set(held) == {c for c in would_have_sent if in_holdout("onboarding", c, HOLDOUT)}
+    assert held and set(held.values()) == {1}  # decided once, by the first real run
+    addresses = contact_by_recipient(demo)
+    received = {addresses[m["recipient"]] for _, outbox in runs for m in outbox}
+    assert received.isdisjoint(held)

@@ -16,6 +16,7 @@ import pytest
 
 from nurture import ledger, runner, seed, warehouse
 from nurture.emulator import OutboxStore
+from nurture.policies import in_holdout
 
 pytestmark = pytest.mark.e2e
 
@@ -104,14 +105,16 @@ def contact_of_registration(demo, registration_id: str) -> str:
 
 
 def invitable_leads(demo) -> list[str]:
-    """Leads (W001's audience) with a valid email address and email consent now."""
+    """Leads (W001's audience) with a valid email address and email consent now, outside
+    the webinar program's holdout group (5%, the Program default)."""
     latest: dict[tuple[str, str], tuple] = {}
     for _, contact, channel, status, _, recorded_at, _ in demo.tables["consents"]:
         if (contact, channel) not in latest or recorded_at >= latest[contact, channel][0]:
             latest[contact, channel] = (recorded_at, status)
     return sorted({row[0] for row in demo.tables["crm_contacts"]
                    if row[7] == "lead" and row[1] and VALID_EMAIL.match(row[1])
-                   and latest.get((row[0], "email"), (None, ""))[1] == "opted_in"})
+                   and latest.get((row[0], "email"), (None, ""))[1] == "opted_in"
+                   and not in_holdout("webinar", row[0], 0.05)})
 
 
 def expected_first_run(demo) -> Counter:
