@@ -473,3 +473,14 @@ def test_once_per_lets_one_trigger_through_per_contact_and_period():
                        ("c2", "t3"): "messaged_recently"}
     alerts = [e for e in plan.entries if e.step == "owner_alert"]
     assert [e.state for e in alerts] == ["planned", "planned"]  # alerts are not capped
+
+
+def test_the_goal_ends_the_contacts_messages_but_not_the_alert_it_triggers():
+    leads = Program(
+        name="leads", audience="leads_audience", goal="is_mql", holdout=0,
+        steps=(email("content", after=timedelta(0)),
+               email("handoff", after=timedelta(0), anchor="mql_at", to="owner_email")),
+        sender=Sender(email="hello@nurture.example", name="Nurture"))
+    mql = contact(is_mql=True, mql_at=NOW - HOUR, owner_email="rep@example.com")
+    assert decide(leads, leads.step("content"), mql, now=NOW) == Decision(SKIP, "goal_reached")
+    assert decide(leads, leads.step("handoff"), mql, now=NOW).action == SEND

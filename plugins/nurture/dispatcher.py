@@ -100,7 +100,7 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
     # The audience row is read at send time: what changed since the plan still counts.
     if contact is None:
         return ledger.Outcome(ledger_id, "skipped", "left_audience")
-    if job.program.goal and contact.get(job.program.goal, True):
+    if job.program.goal and not step.is_internal and contact.get(job.program.goal, True):
         return ledger.Outcome(ledger_id, "skipped", "goal_reached_before_send")
     if not step.is_internal and not contact.get(f"has_{step.channel}_consent"):
         return ledger.Outcome(ledger_id, "skipped", "no_consent_at_send")

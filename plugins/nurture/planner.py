@@ -48,7 +48,9 @@ def decide(
     due = due_at(step, contact)
     if due is None or now < due:  # no anchor: the event it waits for has not happened
         return Decision(WAIT, "not_due")
-    if program.goal and contact.get(program.goal, True):  # no goal column: assume reached
+    # The goal ends the contact's messages, not the alerts it may trigger (a lead's
+    # handoff to sales is the goal reached). No goal column: assume it is reached.
+    if program.goal and not step.is_internal and contact.get(program.goal, True):
         return Decision(SKIP, "goal_reached")
     # A condition is looked at again each run while the step may still go out (a seat
     # given after the reminder fell due still earns the reminder); then it closes.
