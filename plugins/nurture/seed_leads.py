@@ -59,7 +59,7 @@ STRONG = Profile("VP of Marketing", "VP", 450, "Software", "approved", "decision
 GOOD = Profile("Marketing Director", "Director", 120, "Software", "planned", "influencer",
                "high", "this_year")  # fit 67
 MIDDLING = Profile("Sales Manager", "Manager", 2500, "Fintech", "planned", "influencer",
-                   "medium", "this_year")  # fit 58
+                   "medium", "this_year")  # fit 53
 POOR = Profile("Student", "Intern", 5, "Education", "none", "none", "low", "none")  # fit 0
 
 # What a lead did, as (page path or "form:<name>", how long before loading).
