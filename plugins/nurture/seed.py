@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from nurture import ledger, seed_surveys, seed_webinars
+from nurture import ledger, seed_leads, seed_surveys, seed_webinars
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -110,6 +110,7 @@ class Dataset:
     loaded_at: datetime
     tables: dict[str, list[tuple]] = field(default_factory=dict)
     scenario_of: dict[str, Scenario] = field(default_factory=dict)
+    lead_persona_of: dict[str, seed_leads.LeadPersona] = field(default_factory=dict)
 
 
 RAW_TABLES = {
@@ -124,6 +125,7 @@ RAW_TABLES = {
     " _loaded_at timestamptz",
     **seed_webinars.RAW_TABLES,
     **seed_surveys.RAW_TABLES,
+    **seed_leads.RAW_TABLES,
 }
 
 
@@ -147,15 +149,18 @@ def build(now: datetime | None = None, *, seed: int = 7) -> Dataset:
             contact_id = f"C{number:05d}"
             data.scenario_of[contact_id] = scenario
             _add_contact(data, rng, scenario, contact_id, number, zones)
+    leads = []
     for _ in range(LEADS_NOT_ENROLLED):
         number += 1
         lead = Scenario("lead", 1, {}, signed_up=None)
-        _add_contact(data, rng, lead, f"C{number:05d}", number, zones, stage="lead")
+        leads.append(f"C{number:05d}")
+        _add_contact(data, rng, lead, leads[-1], number, zones, stage="lead")
     def of(name: str) -> list[str]:
         return [cid for cid, scenario in data.scenario_of.items() if scenario.name == name]
 
     registrants = seed_webinars.add_webinars(data, of("new_signup"))
     seed_surveys.add_support(data, of("new_signup")[registrants:], of("long_ago"))
+    data.lead_persona_of = seed_leads.add_leads(data, leads)
     return data
 
 

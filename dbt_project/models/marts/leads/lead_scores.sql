@@ -1,0 +1,126 @@
+-- Each lead's score now: fit from the profile, plus engagement where every event's weight
+-- halves each half-life: weight * 0.5 ^ (age_days / half_life_days).
+{%- set as_of = var('lead_scores_as_of') %}
+with
+
+contacts as (
+
+    select contact_id
+    from {{ ref('contacts') }}
+    where lifecycle_stage in ('{{ var("lead_scoring_stages") | join("', '") }}')
+
+),
+
+fit as (
+
+    select * from {{ ref('int_lead_fit_scores') }}
+
+),
+
+events as (
+
+    select * from {{ ref('int_lead_engagement_events') }}
+
+),
+
+scoring_time as (
+
+    select {% if as_of %}cast('{{ as_of }}' as timestamptz){% else %}now(){% endif %}
+        as scored_at
+
+),
+
+decayed as (
+
+    select
+        events.contact_id,
+        events.engagement_kind,
+        events.occurred_at,
+        events.base_weight * power(
+            0.5,
+            extract(epoch from scoring_time.scored_at - events.occurred_at) / 86400.0
+            / {{ var('lead_engagement_half_life_days') }}
+        ) as points
+    from events
+    cross join scoring_time
+    where events.occurred_at <= scoring_time.scored_at  -- what happens later counts later
+
+),
+
+engagement as (
+
+    select
+        contact_id,
+        sum(points) filter (where engagement_kind like 'email_%') as email_points,
+        sum(points) filter (where engagement_kind = 'webinar_attended') as webinar_points,
+        sum(points) filter (where engagement_kind like '%page_visit') as page_visit_points,
+        sum(points) filter (where engagement_kind = 'form_fill') as form_fill_points,
+        sum(points) as engagement_score,
+        count(*) as engagement_event_count,
+        max(occurred_at) as last_engaged_at
+    from decayed
+    group by contact_id
+
+),
+
+scored as (
+
+    select
+        contacts.contact_id,
+        -- fit
+        coalesce(fit.seniority_points, 0) as seniority_points,
+        coalesce(fit.job_function_points, 0) as job_function_points,
+        coalesce(fit.company_size_points, 0) as company_size_points,
+        coalesce(fit.industry_points, 0) as industry_points,
+        coalesce(fit.budget_points, 0) as budget_points,
+        coalesce(fit.authority_points, 0) as authority_points,
+        coalesce(fit.need_points, 0) as need_points,
+        coalesce(fit.timeline_points, 0) as timeline_points,
+        coalesce(fit.fit_score, 0) as fit_score,
+        -- engagement, decayed
+        {%- for component in ['email', 'webinar', 'page_visit', 'form_fill'] %}
+        round(cast(coalesce(engagement.{{ component }}_points, 0) as numeric), 2)
+            as {{ component }}_points,
+        {%- endfor %}
+        round(cast(coalesce(engagement.engagement_score, 0) as numeric), 2) as engagement_score,
+        coalesce(engagement.engagement_event_count, 0) as engagement_event_count,
+        fit.submitted_at as profile_submitted_at,
+        engagement.last_engaged_at,
+        scoring_time.scored_at
+    from contacts
+    cross join scoring_time
+    left join fit using (contact_id)
+    left join engagement using (contact_id)
+
+),
+
+final as (
+
+    select
+        contact_id,
+        seniority_points,
+        job_function_points,
+        company_size_points,
+        industry_points,
+        budget_points,
+        authority_points,
+        need_points,
+        timeline_points,
+        fit_score,
+        email_points,
+        webinar_points,
+        page_visit_points,
+        form_fill_points,
+        engagement_score,
+        engagement_event_count,
+        fit_score + engagement_score as total_score,
+        {{ var('lead_mql_threshold') }} as mql_threshold,
+        fit_score + engagement_score >= {{ var('lead_mql_threshold') }} as is_mql,
+        profile_submitted_at,
+        last_engaged_at,
+        scored_at
+    from scored
+
+)
+
+select * from final

@@ -1,0 +1,27 @@
+with
+
+source as (
+
+    select * from {{ source('web', 'form_fills') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        fill_id,
+        contact_id,
+
+        -- strings
+        lower(form_name) as form_name,
+
+        -- timestamps
+        filled_at,
+        _loaded_at as loaded_at
+
+    from source
+
+)
+
+select * from renamed
