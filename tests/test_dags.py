@@ -27,7 +27,7 @@ REPORT_ROOTS = {f"dbt_report.{model}_model_build" for model in (
     "stg_crm__contacts")}
 
 
-PROGRAMS = ("onboarding", "webinar", "satisfaction_survey")
+PROGRAMS = ("onboarding", "webinar", "satisfaction_survey", "nurture")
 
 
 @pytest.fixture(scope="module")
