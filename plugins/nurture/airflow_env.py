@@ -29,6 +29,9 @@ def configure(airflow_home: Path | None = None) -> Path:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
+        # Cosmos caches dbt's partial parse per DAG id; under /tmp (its default) two
+        # checkouts of the project would overwrite each other's and re-parse every task.
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         "SCARF_ANALYTICS": "false",
         "DO_NOT_TRACK": "true",
         "GX_ANALYTICS_ENABLED": "false",
