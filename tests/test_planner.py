@@ -176,8 +176,9 @@ CONDITIONAL = Program(
         (dict(is_customer=True, has_upgraded=False), HOUR,
          Decision(SEND, "due", "anna@example.com", "fi-FI")),
         # unmet: looked at again next run while the step may still go out...
-        (dict(is_customer=False, has_upgraded=False), HOUR, Decision(WAIT, "condition_not_met")),
-        (dict(has_upgraded=False), HOUR, Decision(WAIT, "condition_not_met")),  # fail closed
+        (dict(is_customer=False, has_upgraded=False), HOUR,
+         Decision(WAIT, "condition_not_yet_met")),
+        (dict(has_upgraded=False), HOUR, Decision(WAIT, "condition_not_yet_met")),  # fail closed
         (dict(is_customer=False, has_upgraded=True), HOUR, Decision(SKIP, "goal_reached")),
         (dict(is_customer=True), HOUR, Decision(SKIP, "goal_reached")),  # no goal column
         # ...and closed once it expires, with the reason it never went

@@ -87,7 +87,7 @@ def test_the_cap_counts_other_programs_messages_and_this_plans_own():
     plan = make_plan(news, [row("C1"), row("C2")], {}, now=NOW, batch_size=10, cap=cap)
     states = {(e.contact_id, e.step): e.state for e in plan.entries}
     assert states == {("C1", "a"): "planned", ("C2", "a"): "planned", ("C2", "b"): "planned"}
-    assert plan.counts["b"]["frequency_capped"] == 1  # C1's second waits: not recorded
+    assert plan.counts["b"]["frequency_cap_full"] == 1  # C1's second waits: not recorded
     assert ("b", "C1", "e-C1", NOW - timedelta(hours=1)) in plan.upcoming
 
 
@@ -103,7 +103,7 @@ def test_a_lower_priority_program_leaves_room_for_a_higher_one():
     reserved = FrequencyCap(limit=1, reserved=Counter({"C1": 1}))
     plan = make_plan(low, [row("C1"), row("C2")], {}, now=NOW, batch_size=10, cap=reserved)
     assert {e.contact_id for e in plan.entries} == {"C2"}
-    assert plan.counts["news"]["frequency_capped"] == 1
+    assert plan.counts["news"]["frequency_cap_full"] == 1
 
 
 def test_transactional_messages_are_exempt_from_the_cap():

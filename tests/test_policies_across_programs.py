@@ -61,7 +61,7 @@ def test_the_first_program_due_takes_the_week_and_the_other_waits(contact):
     audience(high, contact, now - timedelta(hours=1))
     audience(low, contact, now - timedelta(hours=1))
     assert plan(program(high, priority=90)) == {"planned": 1}
-    assert plan(program(low, priority=10)) == {"frequency_capped": 1}  # waits: no row
+    assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}  # waits: no row
     assert states(contact) == {high: ("planned", None)}
 
 
@@ -71,7 +71,7 @@ def test_a_lower_priority_program_leaves_room_for_a_higher_one_due_later_today(c
     audience(high, contact, now + timedelta(hours=6))  # due in 6 hours
     audience(low, contact, now - timedelta(hours=1))  # due now
     assert plan(program(high, priority=90)) == {"not_due": 1}  # ...and recorded as upcoming
-    assert plan(program(low, priority=10)) == {"frequency_capped": 1}
+    assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}
     audience(high, contact, now - timedelta(minutes=1))  # six hours on
     assert plan(program(high, priority=90)) == {"planned": 1}
     assert states(contact) == {high: ("planned", None)}

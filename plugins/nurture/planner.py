@@ -22,7 +22,7 @@ from nurture.program import Program, Step
 SEND, SKIP, WAIT = "send", "skip", "wait"
 UNFINISHED = ("planned", "sending")
 # Waiting reasons of a message that will go out soon: what the frequency cap reserves room for.
-UPCOMING = ("not_due", "outside_send_window", "frequency_capped")
+UPCOMING = ("not_due", "outside_send_window", "frequency_cap_full")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def decide(
     if now - due > step.expires_after:
         return Decision(SKIP, "expired" if met else "condition_not_met")
     if not met:
-        return Decision(WAIT, "condition_not_met")
+        return Decision(WAIT, "condition_not_yet_met")
     if step.is_internal:  # to a colleague: the contact's consent and hours do not apply
         try:
             recipient = _address(step.channel, contact.get(step.to))
@@ -167,7 +167,9 @@ def _apply_policies(program: Program, step: Step, contact_id: str, decision: Dec
         messaged.add(contact_id)
     if step.is_marketing and cap is not None:
         if not cap.allows(contact_id):
-            return Decision(WAIT if program.when_capped == "wait" else SKIP, "frequency_capped")
+            if program.when_capped == "wait":  # looked at again next run, until it expires
+                return Decision(WAIT, "frequency_cap_full")
+            return Decision(SKIP, "frequency_capped")
         cap.take(contact_id)
     return decision
 

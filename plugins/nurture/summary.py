@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from nurture.ledger import reason_category
 from nurture.program import Program
 
-WAITING = ("not_due", "outside_send_window")
+WAITING = ("not_due", "outside_send_window", "condition_not_yet_met", "frequency_cap_full")
 # Skips the dispatcher records when the audience changed between plan and send.
 SEND_TIME_SKIPS = ("left_audience", "goal_reached_before_send", "no_consent_at_send")
 
