@@ -6,7 +6,7 @@ Leads come in personas, each saying whether the default weights in dbt_project.y
 them an MQL (`expected_mql`), so a test can check the scoring without re-implementing it:
 
     hot              strong fit, visited pricing and asked for a demo this week    MQL
-    just_below       good fit, read an ebook and pricing recently: ~5 points short  —
+    just_below       good fit, read an ebook and pricing recently: ~6 points short  —
                      (one fresh email click takes them over)
     went_cold        the hot ones' fit and activity, six weeks ago: decayed         —
     quiet            strong fit, no activity: fit alone is not enough             —

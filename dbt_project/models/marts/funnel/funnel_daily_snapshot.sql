@@ -1,13 +1,15 @@
 -- Each build (re)writes today's row per cohort (the month a contact became a lead): how
 -- many reached each stage so far and the conversion between stages. A contact who skipped
 -- a stage (sales took them before they scored as an MQL) counts as having passed it; a
--- lead sales gave any feedback on was handed over, so it counts as an MQL.
+-- lead sales gave any feedback on was handed over, so it counts as an MQL. Past days
+-- cannot be rebuilt from the sources, so --full-refresh leaves this table alone.
 {{
     config(
         materialized='incremental',
         unique_key=['snapshot_date', 'cohort_month'],
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
+        full_refresh=false,
     )
 }}
 with

@@ -1,12 +1,14 @@
 -- How each lead's score moved and why: every build appends a row for a contact whose
 -- score changed for a reason other than time passing (a new event, a new profile answer,
 -- crossing the threshold either way), and one row per contact per day so the decay shows.
+-- The past cannot be rebuilt from the sources, so --full-refresh leaves this table alone.
 {{
     config(
         materialized='incremental',
         unique_key=['contact_id', 'scored_at'],
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
+        full_refresh=false,
     )
 }}
 with
