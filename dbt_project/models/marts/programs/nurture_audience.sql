@@ -206,7 +206,7 @@ final as (
         coalesce(
             contacts.owner_email,
             (select email from sales_team
-             where seat = abs(hashtext(cycles.contact_id)) % team_size)
+             where seat = (hashtext(cycles.contact_id) & 2147483647) % team_size)
         ) as handoff_email,
         coalesce(contacts.owner_name, 'Sales') as handoff_name,
         (select email from sales_manager) as sales_manager_email,
