@@ -7,6 +7,7 @@ import pytest
 
 from nurture import runner, seed, warehouse
 from nurture.emulator import OutboxStore
+from nurture.policies import in_holdout
 
 pytestmark = pytest.mark.e2e
 
@@ -15,6 +16,12 @@ pytestmark = pytest.mark.e2e
 def fresh_program(fresh_onboarding):
     with warehouse.connect() as conn:
         seed.load(conn, seed.build())
+
+
+def template_errors() -> int:
+    """The demo contacts without a first name (the welcome needs one), outside the holdout."""
+    return sum(scenario.name == "missing_first_name" and not in_holdout("onboarding", cid, 0.05)
+               for cid, scenario in seed.build().scenario_of.items())
 
 
 def states() -> dict[str, int]:
@@ -40,7 +47,10 @@ def test_failed_sends_are_resumed_by_the_next_run(fresh_program, tmp_path, monke
     with runner.emulated_providers(outbox):
         resumed = runner.run_program("onboarding", skip_tasks=r"dbt.*")
     assert resumed.state.endswith("success")
-    assert resumed.summary["sent"] == planned - 4  # the four template errors fail for good
-    assert states() == {"sent": planned - 4, "failed": 4}
+    errors = template_errors()  # these fail for good
+    assert errors > 0
+    assert resumed.summary["sent"] == planned - errors
+    assert states() == {"sent": planned - errors, "failed": errors}
     messages = OutboxStore(outbox).messages()
-    assert len(messages) == len({(m["recipient"], m["text"]) for m in messages}) == planned - 4
+    assert len(messages) == len({(m["recipient"], m["text"]) for m in messages}) == \
+        planned - errors
