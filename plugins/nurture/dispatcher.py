@@ -107,10 +107,9 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
     unsubscribe_url = None if step.is_internal else _unsubscribe_url(job, row)
     if unsubscribe_url:
         contact = {**contact, "unsubscribe_url": unsubscribe_url}
-    if step.survey_link:
-        contact = {**contact, **_survey_links(job, row, contact)}
-        if short_url:
-            contact["survey_url"] = short_url
+    if step.survey_link:  # an SMS's short link was made (and its token issued) before
+        links = {"survey_url": short_url} if short_url else _survey_links(job, row, contact)
+        contact = {**contact, **links}
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
