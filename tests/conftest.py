@@ -7,7 +7,9 @@ so tests never touch the developer's `.nurture/` (their `make run` warehouse and
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 _STATE = Path(tempfile.mkdtemp(prefix="nurture-tests-"))
@@ -25,6 +27,28 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def state_dir() -> Path:
     return _STATE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE, ignore_errors=True)  # the fixtures, warehouse too, have stopped
+
+
+_module_started: dict[str, float] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Print how long each module took, as it ends: the e2e modules dominate the suite's
+    duration, and CI shows this even when it stops a run that is too slow."""
+    module = item.nodeid.split("::")[0]
+    _module_started.setdefault(module, time.perf_counter())
+    result = yield
+    if nextitem is None or nextitem.nodeid.split("::")[0] != module:
+        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            took = time.perf_counter() - _module_started[module]
+            reporter.write(f" [{took:.0f} s]")
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,6 @@ AUDIENCE_MODELS = {
     "int_consent_events", "stg_sendgrid__events", "stg_twilio__inbound_messages",
     "stg_nurture__unsubscribe_requests", "stg_nurture__message_ledger",
 }
-# After sends: outcomes (message_sends) and consent (consent_history), from their sources.
-REPORT_ROOTS = {f"dbt_report.{model}_model_build" for model in (
-    "stg_nurture__message_ledger", "stg_sendgrid__events", "stg_twilio__status_callbacks",
-    "stg_twilio__inbound_messages", "stg_nurture__unsubscribe_requests", "stg_crm__consents",
-    "stg_crm__contacts")}
-
-
 PROGRAMS = ("onboarding", "webinar", "satisfaction_survey", "nurture")
 
 
@@ -56,27 +49,49 @@ def test_dag_follows_the_house_rules(dagbag, dag_id):
     assert dag.params["dry_run"] is False
 
 
+def upstream_models(*models: str) -> set[str]:
+    """The models `+model` selects, from dbt's manifest."""
+    import json
+
+    parents = json.loads(settings.DBT_MANIFEST.read_text())["parent_map"]
+    found, todo = set(), [f"model.nurture.{model}" for model in models]
+    while todo:
+        node = todo.pop()
+        if node.startswith("model.") and node not in found:
+            found.add(node)
+            todo.extend(parents[node])
+    return {node.removeprefix("model.nurture.") for node in found}
+
+
 def test_onboarding_compiles_to_the_expected_graph(dagbag):
     dag = dagbag.dags["onboarding"]
-    dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
-    assert {t.removeprefix("dbt.").removesuffix("_model_build") for t in dbt_tasks} == \
-        AUDIENCE_MODELS
 
     def downstream(task_id: str) -> set[str]:
         return dag.get_task(task_id).downstream_task_ids
 
-    assert downstream("prepare") == {f"dbt.{model}_model_build" for model in AUDIENCE_MODELS
-                                     if model.startswith("stg_")}
-    assert downstream("dbt.onboarding_audience_model_build") == {"guard"}
+    assert downstream("prepare") == {"dbt_audience"}
+    assert downstream("dbt_audience") == {"guard"}
     assert downstream("guard") == {"plan"}
     assert downstream("plan") == {"send"}
-    assert downstream("send") == REPORT_ROOTS | {"summarize"}
+    assert downstream("send") == {"dbt_report", "summarize"}
     assert downstream("summarize") == set()  # a leaf: its verdict is the run's
-    assert downstream("dbt_report.message_sends_model_build") == set()  # and so are these
-    assert downstream("dbt_report.consent_history_model_build") == set()
+    assert downstream("dbt_report") == set()  # and so is this one
     assert dag.get_task("summarize").trigger_rule == "all_done"
-    assert {dag.get_task(root).trigger_rule for root in REPORT_ROOTS} == {"all_done"}
+    assert dag.get_task("dbt_report").trigger_rule == "all_done"
     assert dag.get_task("send").pool == "provider_dispatch"
+
+
+def test_dbt_tasks_build_the_audience_and_the_report_with_their_parents(dagbag):
+    dag = dagbag.dags["onboarding"]
+    audience, report = dag.get_task("dbt_audience"), dag.get_task("dbt_report")
+    assert audience.select == ["+onboarding_audience"]
+    assert audience.indirect_selection == "cautious"
+    assert upstream_models("onboarding_audience") == AUDIENCE_MODELS
+    assert report.select == ["+message_sends", "+consent_history"]
+    # After sends: outcomes and consent, rebuilt from the provider events that came in.
+    assert {"stg_sendgrid__events", "stg_twilio__status_callbacks",
+            "stg_nurture__unsubscribe_requests", "stg_nurture__message_ledger",
+            "int_consent_events"} <= upstream_models("message_sends", "consent_history")
 
 
 def test_a_new_program_is_a_definition_away(dagbag):

@@ -1,11 +1,11 @@
 """Compile a Program into an Airflow DAG.
 
-    prepare ─▶ dbt (Cosmos: the audience and its parents) ─▶ guard ─▶ plan
+    prepare ─▶ dbt_audience (the audience and its parents) ─▶ guard ─▶ plan
         ─▶ send[one per batch of 500, email or SMS] ─▶ summarize
                                                    └─▶ dbt_report (message_sends, consent)
 
-Parsing stays cheap: dbt is loaded from its manifest (never run at parse time) and the
-heavy libraries are imported inside the tasks.
+Parsing stays cheap: dbt never runs at parse time and the heavy libraries are imported
+inside the tasks.
 """
 
 from __future__ import annotations
@@ -102,46 +102,35 @@ def build_dag(program: Program):
 
         planned = plan()
         sent = send.expand_kwargs(planned)
-        prepare() >> _dbt_group("dbt", [f"+{program.audience}"]) >> guard() >> planned
+        prepare() >> _dbt_build("dbt_audience", [f"+{program.audience}"]) >> guard() >> planned
         # Both are leaves, and Airflow judges a run by its leaves: the summary fails the run
         # when nothing was planned or sent as it should, the report when its models fail.
         sent >> summarize()
-        sent >> _dbt_group("dbt_report", list(REPORT_MODELS), trigger_rule="all_done")
+        sent >> _dbt_build("dbt_report", list(REPORT_MODELS), trigger_rule="all_done")
     return dag
 
 
-def _dbt_group(group_id: str, select: list[str], trigger_rule: str = "all_success"):
-    from cosmos import (
-        DbtTaskGroup,
-        ExecutionConfig,
-        LoadMode,
-        ProfileConfig,
-        ProjectConfig,
-        RenderConfig,
-        TestBehavior,
-        TestIndirectSelection,
-    )
+def _dbt_build(task_id: str, select: list[str], trigger_rule: str = "all_success"):
+    """One `dbt build` of the selected models and their tests (Cosmos runs it with the
+    connection's profile). One task rather than one per model: a model per task costs a
+    dbt start-up each, several times the build itself; the task log lists every model."""
+    from cosmos import ProfileConfig
+    from cosmos.operators.local import DbtBuildLocalOperator
 
-    return DbtTaskGroup(
-        group_id=group_id,
-        project_config=ProjectConfig(
-            dbt_project_path=settings.DBT_PROJECT_DIR,
-            manifest_path=settings.DBT_MANIFEST,
-            install_dbt_deps=False,
-        ),
+    return DbtBuildLocalOperator(
+        task_id=task_id,
+        project_dir=str(settings.DBT_PROJECT_DIR),
         profile_config=ProfileConfig(
             profile_name=DBT_PROFILE,
             target_name="dev",
             profiles_yml_filepath=settings.DBT_PROJECT_DIR / "profiles.yml",
         ),
-        # Cautious: a model's build runs only the tests whose every parent is built by then
-        # (a relationships test from a downstream model must not run before that model).
-        execution_config=ExecutionConfig(test_indirect_selection=TestIndirectSelection.CAUTIOUS),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
-            select=select,
-            test_behavior=TestBehavior.BUILD,
-            emit_datasets=False,
-        ),
-        operator_args={"retries": 1, "trigger_rule": trigger_rule},
+        select=select,
+        # Cautious: only the tests whose every parent is selected (a relationships test
+        # from a model outside the selection must not run against a stale table).
+        indirect_selection="cautious",
+        install_deps=False,
+        emit_datasets=False,
+        retries=1,
+        trigger_rule=trigger_rule,
     )
