@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from nurture import seed, warehouse
+from nurture import ledger, seed, warehouse
+from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 
 SCORING = ["+lead_scores", "+lead_score_history", "+lifecycle_funnel", "+funnel_daily_snapshot"]
 
@@ -42,6 +43,9 @@ def built(warehouse_url):
     data = seed.build()
     with warehouse.connect() as conn, conn.cursor() as cur:
         seed.load(conn, data)
+        # engagement as the demo has it: no opens or clicks left by programs run before
+        ledger.ensure_schema(conn)
+        cur.execute("truncate " + ", ".join(PROVIDER_EVENT_TABLES))
         # a history of this module's own, not earlier builds' (--full-refresh keeps them)
         cur.execute("drop table if exists marts.lead_score_history, marts.funnel_daily_snapshot")
     dbt_build()

@@ -6,16 +6,14 @@ from __future__ import annotations
 import pytest
 
 from nurture import ledger, warehouse
-
-RAW_EVENT_TABLES = ("sendgrid_events", "twilio_status_callbacks", "twilio_inbound_messages",
-                    "unsubscribe_requests")
+from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 
 
 def reset_onboarding() -> None:
     with warehouse.connect() as conn, conn.cursor() as cur:
         ledger.ensure_schema(conn)
         cur.execute("delete from nurture.message_ledger where program = 'onboarding'")
-        cur.execute("truncate " + ", ".join(f"raw.{table}" for table in RAW_EVENT_TABLES))
+        cur.execute("truncate " + ", ".join(PROVIDER_EVENT_TABLES))
 
 
 @pytest.fixture(scope="module")

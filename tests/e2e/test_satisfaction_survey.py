@@ -26,8 +26,7 @@ import pytest
 
 from nurture import ledger, runner, seed, warehouse
 from nurture.emulator import OutboxStore
-
-from .conftest import RAW_EVENT_TABLES
+from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +52,7 @@ def reset_surveys() -> None:
         cur.execute("delete from nurture.message_ledger where program = %s", (PROGRAM,))
         cur.execute("truncate raw.survey_responses")
         cur.execute("delete from nurture.short_links")
-        cur.execute("truncate " + ", ".join(f"raw.{table}" for table in RAW_EVENT_TABLES))
+        cur.execute("truncate " + ", ".join(PROVIDER_EVENT_TABLES))
 
 
 # --- the oracle, from the demo rows ---------------------------------------------------

@@ -14,6 +14,10 @@ from typing import Any
 
 from nurture.warehouse import connect
 
+# What providers and recipients post about messages (survey answers are kept apart).
+PROVIDER_EVENT_TABLES = ("raw.sendgrid_events", "raw.twilio_status_callbacks",
+                         "raw.twilio_inbound_messages", "raw.unsubscribe_requests")
+
 DDL = """
 create schema if not exists raw;
 create table if not exists raw.sendgrid_events (
