@@ -172,6 +172,36 @@ def test_recording_the_same_decision_again_inserts_nothing(conn, run_id):
     assert rows(conn) == before
 
 
+def deferred(contact: str) -> Entry:
+    return Entry(program=PROGRAM, step="welcome", contact_id=contact,
+                 enrollment_id=f"signup:{contact}", channel="email", state="deferred",
+                 due_at=DUE, reason="frequency_cap_full")
+
+
+def test_a_deferred_row_takes_the_next_decision_once(conn, run_id):
+    ledger.record(conn, [deferred("c1")], dag_run_id=run_id)
+    assert ledger.record(conn, [planned("c1", batch_no=2)], dag_run_id="a_later_run") == 1
+    assert ledger.record(conn, [skipped("c1", "expired")], dag_run_id="a third run") == 0
+    conn.commit()
+    row = rows(conn)[("welcome", "c1")]
+    assert (row["state"], row["reason"], row["batch_no"], row["dag_run_id"]) == (
+        "planned", None, 2, "a_later_run")
+    assert row["recipient"] == "c1@example.com"
+
+
+def test_a_ledger_from_before_deferred_existed_accepts_it_after_ensure_schema(conn, run_id):
+    with conn.cursor() as cur:
+        cur.execute("alter table nurture.message_ledger"
+                    " drop constraint message_ledger_state_check")
+        cur.execute("alter table nurture.message_ledger add constraint"
+                    " message_ledger_state_check check (state in ('planned', 'sending',"
+                    " 'sent', 'failed', 'unknown', 'skipped'))")
+    conn.commit()
+    ledger.ensure_schema(conn)
+    assert ledger.record(conn, [deferred("c1")], dag_run_id=run_id) == 1
+    conn.commit()
+
+
 def test_record_inserts_only_the_new_keys_of_a_partly_recorded_batch(conn, run_id):
     ledger.record(conn, [planned("c1"), planned("c2")], dag_run_id=run_id)
 

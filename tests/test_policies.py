@@ -85,10 +85,27 @@ def test_the_cap_counts_other_programs_messages_and_this_plans_own():
                                      email("b", after=timedelta(0))))
     cap = FrequencyCap(limit=2, used=Counter({"C1": 1}))
     plan = make_plan(news, [row("C1"), row("C2")], {}, now=NOW, batch_size=10, cap=cap)
-    states = {(e.contact_id, e.step): e.state for e in plan.entries}
-    assert states == {("C1", "a"): "planned", ("C2", "a"): "planned", ("C2", "b"): "planned"}
-    assert plan.counts["b"]["frequency_cap_full"] == 1  # C1's second waits: not recorded
+    states = {(e.contact_id, e.step): (e.state, e.reason) for e in plan.entries}
+    assert states == {("C1", "a"): ("planned", None), ("C2", "a"): ("planned", None),
+                      ("C2", "b"): ("planned", None),
+                      ("C1", "b"): ("deferred", "frequency_cap_full")}  # waits, on record
+    assert plan.counts["b"]["frequency_cap_full"] == 1
     assert ("b", "C1", "e-C1", NOW - timedelta(hours=1)) in plan.upcoming
+
+
+def test_a_deferred_message_is_decided_again_on_each_run():
+    news = program(holdout=0)
+    deferred = {("news", "C1", "e-C1"): "deferred"}
+    full = FrequencyCap(limit=1, used=Counter({"C1": 1}))
+    still = make_plan(news, [row("C1")], deferred, now=NOW, batch_size=10, cap=full)
+    assert still.entries == []  # already on record as deferred
+    assert still.counts["news"]["frequency_cap_full"] == 1
+    room = make_plan(news, [row("C1")], deferred, now=NOW, batch_size=10,
+                     cap=FrequencyCap(limit=1))
+    assert [(e.state, e.batch_no) for e in room.entries] == [("planned", 0)]
+    assert room.batches == {"email": [0]}
+    late = make_plan(news, [row("C1")], deferred, now=NOW + 8 * DAY, batch_size=10, cap=full)
+    assert outcomes(late) == {"C1": "expired"}
 
 
 def test_a_program_that_drops_capped_messages_records_why():
@@ -102,7 +119,7 @@ def test_a_lower_priority_program_leaves_room_for_a_higher_one():
     low = program(name="newsletter", holdout=0, priority=10)
     reserved = FrequencyCap(limit=1, reserved=Counter({"C1": 1}))
     plan = make_plan(low, [row("C1"), row("C2")], {}, now=NOW, batch_size=10, cap=reserved)
-    assert {e.contact_id for e in plan.entries} == {"C2"}
+    assert {e.contact_id: e.state for e in plan.entries} == {"C1": "deferred", "C2": "planned"}
     assert plan.counts["news"]["frequency_cap_full"] == 1
 
 

@@ -61,8 +61,33 @@ def test_the_first_program_due_takes_the_week_and_the_other_waits(contact):
     audience(high, contact, now - timedelta(hours=1))
     audience(low, contact, now - timedelta(hours=1))
     assert plan(program(high, priority=90)) == {"planned": 1}
-    assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}  # waits: no row
-    assert states(contact) == {high: ("planned", None)}
+    assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}  # waits...
+    assert states(contact) == {high: ("planned", None),
+                               low: ("deferred", "frequency_cap_full")}  # ...on record
+
+
+def test_a_deferred_message_goes_out_when_the_cap_has_room(contact):
+    high, low = names()
+    now = datetime.now(UTC)
+    audience(high, contact, now - timedelta(hours=1))
+    audience(low, contact, now - timedelta(hours=1))
+    plan(program(high, priority=90))
+    assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}
+    assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}  # still one row
+    assert plan(program(low, priority=10), cap=2) == {"planned": 1}
+    assert states(contact)[low] == ("planned", None)
+
+
+def test_a_deferred_message_closes_when_its_contact_leaves_the_audience(contact):
+    high, low = names()
+    now = datetime.now(UTC)
+    audience(high, contact, now - timedelta(hours=1))
+    audience(low, contact, now - timedelta(hours=1))
+    plan(program(high, priority=90))
+    plan(program(low, priority=10))
+    audience(low, "SOMEONE-ELSE", now - timedelta(hours=1))
+    assert plan(program(low, priority=10))["left_audience"] == 1
+    assert states(contact)[low] == ("skipped", "left_audience")
 
 
 def test_a_lower_priority_program_leaves_room_for_a_higher_one_due_later_today(contact):
@@ -74,7 +99,7 @@ def test_a_lower_priority_program_leaves_room_for_a_higher_one_due_later_today(c
     assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}
     audience(high, contact, now - timedelta(minutes=1))  # six hours on
     assert plan(program(high, priority=90)) == {"planned": 1}
-    assert states(contact) == {high: ("planned", None)}
+    assert states(contact) == {high: ("planned", None), low: ("deferred", "frequency_cap_full")}
 
 
 def test_a_higher_priority_program_takes_no_room_from_a_lower_one_it_outranks(contact):

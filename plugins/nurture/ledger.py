@@ -6,6 +6,10 @@ once, and a row is dispatched only by the run whose batch it is in (a later run 
 a row an earlier one never sent). A row is marked `sending` (committed) before its request
 leaves, so a worker that dies mid-batch leaves evidence: those rows become `unknown`,
 never a second send.
+
+States: `planned` → `sending` → `sent` | `failed` | `unknown`; `skipped` with a reason;
+`deferred`: held back by the frequency cap and decided again on each run (it becomes
+planned when there is room, or skipped when it no longer may go out).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ create table if not exists nurture.message_ledger (
     enrollment_id text not null,
     channel text not null check (channel in ('email', 'sms')),
     state text not null
-        check (state in ('planned', 'sending', 'sent', 'failed', 'unknown', 'skipped')),
+        check (state in ('planned', 'sending', 'sent', 'failed', 'unknown', 'skipped',
+                         'deferred')),
     reason text,
     recipient text,
     locale text,
@@ -41,6 +46,19 @@ create table if not exists nurture.message_ledger (
     updated_at timestamptz not null default now(),
     unique (program, step, contact_id, enrollment_id)
 );
+
+-- Ledgers created before `deferred` existed get the wider check.
+do $$
+begin
+    if not exists (select from pg_constraint
+                    where conname = 'message_ledger_state_check'
+                      and pg_get_constraintdef(oid) like '%deferred%') then
+        alter table nurture.message_ledger drop constraint if exists message_ledger_state_check;
+        alter table nurture.message_ledger add constraint message_ledger_state_check
+            check (state in ('planned', 'sending', 'sent', 'failed', 'unknown', 'skipped',
+                             'deferred'));
+    end if;
+end $$;
 
 create index if not exists message_ledger_program_run_batch
     on nurture.message_ledger (program, dag_run_id, channel, batch_no);
@@ -142,9 +160,10 @@ def messaged_since(conn, program, since: datetime) -> frozenset[str]:
 
 
 def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
-    """Insert decisions in one statement; a row another run already wrote is left alone.
+    """Write decisions in one statement: new rows, and a new decision on a `deferred` row;
+    any other row already written (by another run) is left alone.
 
-    Returns how many rows this call inserted.
+    Returns how many rows this call wrote.
     """
     if not entries:
         return 0
@@ -156,7 +175,12 @@ def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
                 channel, state, reason, recipient, locale, due_at, batch_no, dag_run_id,
                 is_marketing)
             values %s
-            on conflict (program, step, contact_id, enrollment_id) do nothing
+            on conflict (program, step, contact_id, enrollment_id) do update
+               set state = excluded.state, reason = excluded.reason,
+                   recipient = excluded.recipient, locale = excluded.locale,
+                   batch_no = excluded.batch_no, dag_run_id = excluded.dag_run_id,
+                   due_at = excluded.due_at, planned_at = now(), updated_at = now()
+             where message_ledger.state = 'deferred'
             returning 1
             """,
             [
@@ -213,16 +237,18 @@ def claim_batch(conn, *, program: str, dag_run_id: str, channel: str, batch_no: 
 
 
 def stranded(conn, *, program: str, stale_after: timedelta = timedelta(hours=1)) -> list[dict]:
-    """Rows left unfinished before this plan: `planned` (never claimed, so safe to send) and
-    `sending` claimed longer than `stale_after` ago (claimed, never settled: they may have
-    gone out). Recent `sending` rows may belong to a worker still running: left alone."""
+    """Rows left unfinished before this plan: `planned` (never claimed, so safe to send),
+    `deferred` (capped), and `sending` claimed longer than `stale_after` ago (claimed, never
+    settled: they may have gone out). Recent `sending` rows may belong to a worker still
+    running: left alone."""
     with conn.cursor() as cur:
         cur.execute(
             """
             select ledger_id::text, step, contact_id, enrollment_id, channel, state, due_at
               from nurture.message_ledger
              where program = %s
-               and (state = 'planned' or (state = 'sending' and updated_at < now() - %s))
+               and (state in ('planned', 'deferred')
+                    or (state = 'sending' and updated_at < now() - %s))
              order by due_at
             """,
             (program, stale_after),
@@ -279,7 +305,7 @@ def close(conn, closures: Sequence[tuple[str, str, str]]) -> None:
                set state = closed.state, reason = closed.reason, updated_at = now()
               from (values %s) as closed (ledger_id, state, reason)
              where ledger.ledger_id = closed.ledger_id::uuid
-               and ledger.state in ('planned', 'sending')
+               and ledger.state in ('planned', 'sending', 'deferred')
             """,
             closures,
             page_size=1000,

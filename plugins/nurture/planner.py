@@ -21,13 +21,16 @@ from nurture.program import Program, Step
 
 SEND, SKIP, WAIT = "send", "skip", "wait"
 UNFINISHED = ("planned", "sending")
+DEFERRED = "deferred"  # capped: decided again each run, as if nothing were recorded
 # Waiting reasons of a message that will go out soon: what the frequency cap reserves room for.
 UPCOMING = ("not_due", "outside_send_window", "frequency_cap_full")
+CAPPED_WAIT = "frequency_cap_full"
 
 
 @dataclass(frozen=True)
 class Decision:
-    """`send`: plan it; `skip`: record why not, for good; `wait`: nothing to record yet."""
+    """`send`: plan it; `skip`: record why not, for good; `wait`: nothing to record yet,
+    except a wait for room under the frequency cap, recorded `deferred`."""
 
     action: str
     reason: str
@@ -124,9 +127,11 @@ def make_plan(
     for contact in audience:
         for step in program.steps:
             key = (step.name, contact["contact_id"], contact["enrollment_id"])
-            if existing.get(key) in UNFINISHED:
+            state = existing.get(key)
+            if state in UNFINISHED:
                 continue  # an earlier run's row: resume_stranded decides and counts it
-            decision = decide(program, step, contact, now=now, existing_state=existing.get(key))
+            decision = decide(program, step, contact, now=now,
+                              existing_state=None if state == DEFERRED else state)
             if decision.action == SEND:
                 decision = _apply_policies(program, step, contact["contact_id"], decision,
                                            messaged, cap)
@@ -136,7 +141,9 @@ def make_plan(
                 if (step.is_marketing and decision.reason in UPCOMING and due is not None
                         and due <= now + LOOKAHEAD):
                     plan.upcoming.append((step.name, *key[1:], due))
-                continue
+                # The ledger says a capped message waits; other waits record nothing yet.
+                if decision.reason != CAPPED_WAIT or state == DEFERRED:
+                    continue
             batch_no = None
             if decision.action == SEND:
                 batch_no = position[step.channel] // batch_size
@@ -144,7 +151,7 @@ def make_plan(
             plan.entries.append(ledger.Entry(
                 program=program.name, step=step.name, contact_id=contact["contact_id"],
                 enrollment_id=contact["enrollment_id"], channel=step.channel,
-                state="planned" if decision.action == SEND else "skipped",
+                state={SEND: "planned", SKIP: "skipped", WAIT: DEFERRED}[decision.action],
                 reason=None if decision.action == SEND else decision.reason,
                 recipient=decision.recipient, locale=decision.locale,
                 due_at=due_at(step, contact), batch_no=batch_no,
@@ -168,7 +175,7 @@ def _apply_policies(program: Program, step: Step, contact_id: str, decision: Dec
     if step.is_marketing and cap is not None:
         if not cap.allows(contact_id):
             if program.when_capped == "wait":  # looked at again next run, until it expires
-                return Decision(WAIT, "frequency_cap_full")
+                return Decision(WAIT, CAPPED_WAIT)
             return Decision(SKIP, "frequency_capped")
         cap.take(contact_id)
     return decision
@@ -190,7 +197,9 @@ def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, An
     A never-claimed row is decided again on the contact's current audience row — it goes
     out with this run, is closed with the reason it now may not (goal reached, consent
     withdrawn, expired...), or keeps waiting (outside the send window). A row claimed and
-    never settled may have gone out: `unknown`. Updates the plan's counts and batches.
+    never settled may have gone out: `unknown`. A deferred row make_plan has decided again;
+    here it is closed only when its contact left the audience or its step was removed.
+    Updates the plan's counts and batches.
     """
     resumption = Resumption()
     queued = {channel: len(plan.batches.get(channel, [])) * batch_size
@@ -199,6 +208,8 @@ def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, An
     for row in stranded:
         counts = plan.counts.setdefault(row["step"], Counter())
         contact = audience.get((row["contact_id"], row["enrollment_id"]))
+        if row["state"] == DEFERRED and contact is not None and row["step"] in steps:
+            continue  # decided again, and counted, by make_plan
         if row["state"] == "sending":
             closing = ("unknown", "interrupted_during_send")
         elif row["step"] not in steps:

@@ -40,6 +40,8 @@ def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
     for step_name, state, reason, count in outcomes:
         if state == "sent":
             steps[step_name]["sent"] += count
+        elif state == "deferred":  # counted as waiting, from the plan
+            continue
         elif state in ("planned", "sending"):  # a send task that never finished
             steps[step_name]["not_sent"]["not_dispatched"] += count
         elif state != "skipped" or reason in SEND_TIME_SKIPS:  # plan-time skips: counted
