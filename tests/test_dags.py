@@ -3,6 +3,7 @@ must be, and compiles to the task graph the program definition describes."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from datetime import timedelta
@@ -46,7 +47,22 @@ def test_dag_follows_the_house_rules(dagbag, dag_id):
     assert dag.default_args["owner"]
     assert dag.default_args["retries"] >= 1
     assert "catchup" not in dag.default_args
-    assert dag.params["dry_run"] is False
+    # The form starts as a dry run, so a mis-click mails nobody; scheduled runs still send
+    # (the plan task decides from the run type: tests/test_run_options.py).
+    assert dag.params["dry_run"] is True
+
+
+@pytest.mark.parametrize("dag_id", PROGRAMS)
+def test_the_trigger_form_offers_the_programs_own_steps_and_refuses_others(dagbag, dag_id):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from nurture.catalog import program
+
+    steps = copy.copy(dagbag.dags[dag_id].params.get_param("steps"))  # resolve() sets it
+    assert steps.schema["examples"] == [step.name for step in program(dag_id).steps]
+    assert steps.resolve([program(dag_id).steps[-1].name])
+    with pytest.raises(ParamValidationError):
+        steps.resolve(["no_such_step"])
 
 
 def upstream_models(*models: str) -> set[str]:

@@ -485,3 +485,63 @@ def test_the_goal_ends_the_contacts_messages_but_not_the_alert_it_triggers():
     mql = contact(is_mql=True, mql_at=NOW - HOUR, owner_email="rep@example.com")
     assert decide(leads, leads.step("content"), mql, now=NOW) == Decision(SKIP, "goal_reached")
     assert decide(leads, leads.step("handoff"), mql, now=NOW).action == SEND
+
+
+# --- what a run is narrowed to: chosen steps, a send limit -------------------------------
+
+
+def test_a_run_of_chosen_steps_decides_only_those():
+    week_old = audience_row("c1", days_ago=7)
+    plan = make_plan(ONBOARDING, [audience_row("c0"), week_old], {}, now=NOW, batch_size=10,
+                     steps=("check_in",))
+    assert set(plan.counts) == {"check_in"}
+    assert {(e.step, e.contact_id) for e in plan.entries} == {("check_in", "c1")}
+    assert plan.batches == {"email": [], "sms": [0]}
+
+
+def test_a_send_limit_plans_that_many_and_leaves_the_rest_unrecorded_for_the_next_run():
+    audience = [audience_row(f"c{n}") for n in range(5)]
+    first = make_plan(ONBOARDING, audience, {}, now=NOW, batch_size=2, send_limit=2)
+    assert first.counts["welcome"] == {"planned": 2, "run_limit_reached": 3}
+    assert [e.contact_id for e in first.entries] == ["c0", "c1"]  # nothing else recorded
+    assert first.batches == {"email": [0], "sms": []}
+
+    recorded = {(e.step, e.contact_id, e.enrollment_id): "sent" for e in first.entries}
+    second = make_plan(ONBOARDING, audience, recorded, now=NOW, batch_size=2, send_limit=2)
+    third = make_plan(ONBOARDING, audience,
+                      {**recorded, **{(e.step, e.contact_id, e.enrollment_id): "sent"
+                                      for e in second.entries}},
+                      now=NOW, batch_size=2, send_limit=2)
+    assert [e.contact_id for e in second.entries + third.entries] == ["c2", "c3", "c4"]
+    assert third.counts["welcome"] == {"planned": 1, "already_sent": 4}
+
+
+def test_a_message_the_limit_holds_back_uses_no_room_under_the_other_policies():
+    from nurture.policies import FrequencyCap
+
+    survey = Program(name="survey", audience="survey_audience", holdout=0,
+                     once_per=timedelta(days=90),
+                     steps=(email("ask", after=timedelta(0), expires_after=DAY),),
+                     sender=ONBOARDING.sender)
+    rows = [contact(contact_id="c1", enrollment_id="e1", enrolled_at=NOW - HOUR),
+            contact(contact_id="c1", enrollment_id="e2", enrolled_at=NOW - HOUR)]
+    cap = FrequencyCap(limit=3)
+    plan = make_plan(survey, rows, {}, now=NOW, batch_size=10, send_limit=0, cap=cap)
+    assert plan.entries == []  # not "messaged_recently" for good: decided next run
+    assert plan.counts["ask"] == {"run_limit_reached": 2}
+    assert cap.used["c1"] == 0
+
+
+def test_earlier_runs_planned_rows_are_adopted_only_up_to_the_limit():
+    from nurture.planner import resume_stranded
+
+    audience = {(f"c{n}", f"e{n}"): contact(contact_id=f"c{n}", enrollment_id=f"e{n}")
+                for n in range(3)}
+    stranded = [{"ledger_id": f"L{n}", "step": "welcome", "contact_id": f"c{n}",
+                 "enrollment_id": f"e{n}", "state": "planned", "due_at": NOW - HOUR}
+                for n in range(3)]
+    plan = make_plan(ONBOARDING, [], {}, now=NOW, batch_size=10)
+    resumed = resume_stranded(ONBOARDING, plan, stranded, audience, now=NOW, batch_size=10,
+                              send_limit=1)
+    assert resumed.adopt == [("L0", 0)] and resumed.close == []  # the others stay planned
+    assert plan.counts["welcome"] == {"planned": 1, "run_limit_reached": 2}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from nurture import settings
+from nurture import run_options, settings
 from nurture.program import Program
 
 DBT_PROFILE = "nurture"
@@ -23,7 +23,7 @@ DISPATCH_POOL = "provider_dispatch"  # bounds concurrent send tasks across all p
 
 
 def build_dag(program: Program):
-    from airflow.sdk import DAG, Param, task
+    from airflow.sdk import DAG, task
 
     with DAG(
         dag_id=program.name,
@@ -35,17 +35,7 @@ def build_dag(program: Program):
         doc_md=program.doc_md,
         default_args={"owner": program.owner, "retries": 2,
                       "retry_delay": timedelta(minutes=1)},
-        params={
-            "dry_run": Param(
-                False, type="boolean", title="Dry run",
-                description="Plan everything and show what would be sent; send nothing and "
-                "record nothing in the ledger.",
-            ),
-            **{column: Param(
-                None, type=["null", "string"], title=column.replace("_", " ").capitalize(),
-                description=f"Only the audience rows with this {column}; empty: all of them.",
-            ) for column in program.filters},
-        },
+        params=run_options.params(program),
     ) as dag:
 
         @task(retries=0)
@@ -61,19 +51,27 @@ def build_dag(program: Program):
             return tasks.check_audience(program, run_id=run_id)
 
         @task
-        def plan(params=None, run_id=None, ti=None) -> list[dict]:
+        def plan(params=None, run_id=None, dag_run=None, ti=None) -> list[dict]:
             """Record decisions; returns the batches to send, one mapped `send` each."""
             from airflow.sdk import Variable
+            from airflow.sdk.exceptions import AirflowFailException
 
             from nurture import tasks
+            from nurture.exceptions import InvalidRunOptions
             from nurture.policies import DEFAULT_FREQUENCY_CAP
 
+            try:  # a bad test address or step name will not fix itself: no retries
+                options = _run_options(program, params, dag_run)
+            except InvalidRunOptions as err:
+                raise AirflowFailException(str(err)) from err
             made = tasks.plan(
-                program, run_id=run_id, dry_run=params["dry_run"],
-                filters={column: params.get(column) for column in program.filters},
+                program, run_id=run_id, dry_run=options.dry_run, filters=options.filters,
+                steps=options.steps, send_limit=options.send_limit,
                 frequency_cap=int(Variable.get("nurture_frequency_cap",
                                                default=DEFAULT_FREQUENCY_CAP)),
             )
+            if options.is_test:
+                tasks.send_tests(program, run_id=run_id, options=options)
             ti.xcom_push(key="counts", value=made["counts"])
             return made["batches"]
 
@@ -93,12 +91,17 @@ def build_dag(program: Program):
                 raise AirflowFailException(str(err)) from err
 
         @task(trigger_rule="all_done", retries=0)
-        def summarize(params=None, run_id=None, ti=None) -> dict:
+        def summarize(params=None, run_id=None, dag_run=None, ti=None) -> dict:
             from nurture import tasks
+            from nurture.exceptions import InvalidRunOptions, RunIncomplete
 
+            try:
+                options = _run_options(program, params, dag_run)
+            except InvalidRunOptions as err:
+                raise RunIncomplete(f"the trigger form was refused: {err}") from err
             counts = ti.xcom_pull(task_ids="plan", key="counts", default=None)
-            return tasks.finish(program, run_id=run_id, dry_run=params["dry_run"],
-                                plan_counts=counts or {})
+            return tasks.finish(program, run_id=run_id, dry_run=options.dry_run,
+                                plan_counts=counts or {}, options=options)
 
         planned = plan()
         sent = send.expand_kwargs(planned)
@@ -108,6 +111,11 @@ def build_dag(program: Program):
         sent >> summarize()
         sent >> _dbt_build("dbt_report", list(REPORT_MODELS), trigger_rule="all_done")
     return dag
+
+
+def _run_options(program: Program, params, dag_run) -> run_options.RunOptions:
+    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)  # an enum in the SDK
+    return run_options.resolve(program, params, conf=dag_run.conf, run_type=str(run_type))
 
 
 def _dbt_build(task_id: str, select: list[str], trigger_rule: str = "all_success"):

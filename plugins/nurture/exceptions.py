@@ -15,6 +15,11 @@ class ProgramDefinitionError(NurtureError):
     """A program definition cannot compile into a DAG."""
 
 
+class InvalidRunOptions(NurtureError):
+    """What a run was triggered with cannot be honoured (a bad test address, an unknown
+    step): refused before anything is planned or sent."""
+
+
 class GuardFailed(NurtureError):
     """The data-quality guard refused the audience: nothing may be sent."""
 

@@ -123,6 +123,7 @@ def ensure_schema(conn) -> None:
     arrives)."""
     from nurture.links import DDL as SHORT_LINKS_DDL
     from nurture.policies import DDL as POLICIES_DDL
+    from nurture.test_sends import DDL as TEST_SENDS_DDL
     from nurture.webhooks.storage import DDL as RAW_EVENTS_DDL
     from nurture.webinars import DDL as WEBINAR_SEATS_DDL
 
@@ -132,6 +133,7 @@ def ensure_schema(conn) -> None:
         cur.execute(WEBINAR_SEATS_DDL)
         cur.execute(SHORT_LINKS_DDL)
         cur.execute(RAW_EVENTS_DDL)
+        cur.execute(TEST_SENDS_DDL)
 
 
 def existing_states(conn, program: str) -> dict[tuple[str, str, str], str]:

@@ -9,7 +9,7 @@ ledger in batches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Set
+from collections.abc import Collection, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,8 +22,10 @@ from nurture.program import Program, Step
 SEND, SKIP, WAIT = "send", "skip", "wait"
 UNFINISHED = ("planned", "sending")
 DEFERRED = "deferred"  # capped: decided again each run, as if nothing were recorded
+# Due, but this run's send limit is used up: nothing recorded, so the next run decides it.
+LIMIT_WAIT = "run_limit_reached"
 # Waiting reasons of a message that will go out soon: what the frequency cap reserves room for.
-UPCOMING = ("not_due", "outside_send_window", "frequency_cap_full")
+UPCOMING = ("not_due", "outside_send_window", "frequency_cap_full", LIMIT_WAIT)
 CAPPED_WAIT = "frequency_cap_full"
 
 
@@ -114,18 +116,22 @@ def make_plan(
     batch_size: int,
     messaged_recently: Set[str] = frozenset(),
     cap: FrequencyCap | None = None,
+    steps: Collection[str] = (),
+    send_limit: int | None = None,
 ) -> Plan:
     """`messaged_recently`: contacts a message of this program went to within its
     `once_per` period (see `ledger.messaged_since`); with the audience ordered by due time,
     a contact's first due message wins. `cap`: the frequency cap (nurture.policies), which
-    this plan's marketing messages use up as they are planned."""
+    this plan's marketing messages use up as they are planned. `steps`: only these (empty:
+    all). `send_limit`: plan at most this many; the others due wait, unrecorded."""
     if audience:
         check_columns(program, audience[0].keys())
-    plan = Plan(counts={step.name: Counter() for step in program.steps})
+    chosen = [step for step in program.steps if not steps or step.name in steps]
+    plan = Plan(counts={step.name: Counter() for step in chosen})
     position = dict.fromkeys(program.channels, 0)
     messaged = set(messaged_recently)
     for contact in audience:
-        for step in program.steps:
+        for step in chosen:
             key = (step.name, contact["contact_id"], contact["enrollment_id"])
             state = existing.get(key)
             if state in UNFINISHED:
@@ -133,8 +139,13 @@ def make_plan(
             decision = decide(program, step, contact, now=now,
                               existing_state=None if state == DEFERRED else state)
             if decision.action == SEND:
-                decision = _apply_policies(program, step, contact["contact_id"], decision,
-                                           messaged, cap)
+                # The limit comes first: a message it holds back must leave no trace in
+                # the once_per and frequency-cap bookkeeping.
+                if send_limit is not None and sum(position.values()) >= send_limit:
+                    decision = Decision(WAIT, LIMIT_WAIT)
+                else:
+                    decision = _apply_policies(program, step, contact["contact_id"],
+                                               decision, messaged, cap)
             plan.counts[step.name][decision.reason if decision.action != SEND else "planned"] += 1
             if decision.action == WAIT:
                 due = due_at(step, contact)
@@ -191,7 +202,8 @@ class Resumption:
 
 def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, Any]],
                     audience: Mapping[tuple[str, str], Mapping[str, Any]], *,
-                    now: datetime, batch_size: int) -> Resumption:
+                    now: datetime, batch_size: int,
+                    send_limit: int | None = None) -> Resumption:
     """Rows an earlier run (or an earlier try of this plan) left unfinished.
 
     A never-claimed row is decided again on the contact's current audience row — it goes
@@ -199,6 +211,7 @@ def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, An
     withdrawn, expired...), or keeps waiting (outside the send window). A row claimed and
     never settled may have gone out: `unknown`. A deferred row make_plan has decided again;
     here it is closed only when its contact left the audience or its step was removed.
+    `send_limit`: adopt at most this many; the others stay planned for a later run.
     Updates the plan's counts and batches.
     """
     resumption = Resumption()
@@ -224,6 +237,9 @@ def resume_stranded(program: Program, plan: Plan, stranded: list[Mapping[str, An
                 continue
             if decision.action == SKIP:
                 closing = ("skipped", decision.reason)
+            elif send_limit is not None and len(resumption.adopt) >= send_limit:
+                counts[LIMIT_WAIT] += 1
+                continue
             else:
                 resumption.adopt.append((row["ledger_id"], queued[step.channel] // batch_size))
                 queued[step.channel] += 1

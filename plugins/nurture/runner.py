@@ -57,7 +57,9 @@ def run_program(program: str, *, dry_run: bool = False, skip_tasks: str | None =
     dag = bag.get_dag(program)
     if dag is None:
         raise NurtureError(f"no program {program!r}; known: {', '.join(sorted(bag.dag_ids))}")
-    narrowing = sorted(set(dag.params) - {"dry_run"})
+    from nurture.run_options import OPTION_PARAMS
+
+    narrowing = sorted(set(dag.params) - set(OPTION_PARAMS))
     unknown = set(filters or {}) - set(narrowing)
     if unknown:
         raise NurtureError(f"{program} cannot be narrowed by {', '.join(sorted(unknown))}; "

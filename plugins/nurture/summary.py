@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from nurture.ledger import reason_category
 from nurture.program import Program
+from nurture.run_options import RunOptions
 
-WAITING = ("not_due", "outside_send_window", "condition_not_yet_met", "frequency_cap_full")
+WAITING = ("not_due", "outside_send_window", "condition_not_yet_met", "frequency_cap_full",
+           "run_limit_reached")
 # Skips the dispatcher records when the audience changed between plan and send.
 SEND_TIME_SKIPS = ("left_audience", "goal_reached_before_send", "no_consent_at_send")
 
 
 def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
           outcomes: Iterable[tuple[str, str, str, int]], *, dry_run: bool,
-          guard: Mapping | None = None) -> dict:
+          guard: Mapping | None = None, options: RunOptions | None = None,
+          tests: Sequence[Mapping] = ()) -> dict:
     """`plan_counts`: {step: {reason or "planned": n}} from the planner; `outcomes`: the
-    ledger's (step, state, reason, n) for this run. Skips are counted once, from the plan."""
+    ledger's (step, state, reason, n) for this run. Skips are counted once, from the plan.
+    `options`: what the run was triggered with; `tests`: its test sends."""
+    options = options or RunOptions(dry_run=dry_run)
     steps = {}
-    for step in program.steps:
+    for step in options.chosen_steps(program):
         not_sent: Counter = Counter()
         waiting: Counter = Counter()
         planned = 0
@@ -38,6 +43,8 @@ def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
         steps[step.name] = {"step": step.name, "channel": step.channel, "planned": planned,
                             "sent": 0, "not_sent": not_sent, "waiting": waiting}
     for step_name, state, reason, count in outcomes:
+        if step_name not in steps:  # a step this run did not choose
+            continue
         if state == "sent":
             steps[step_name]["sent"] += count
         elif state == "deferred":  # counted as waiting, from the plan
@@ -56,14 +63,22 @@ def build(program: Program, plan_counts: Mapping[str, Mapping[str, int]],
         "steps": list(steps.values()),  # in program order
         "sent": sum(entry["sent"] for entry in steps.values()),
         "planned": sum(entry["planned"] for entry in steps.values()),
+        "holdout": {"share": program.holdout,
+                    "held_out": sum(e["not_sent"].get("held_out", 0) for e in steps.values())},
+        "options": {"steps": list(options.steps), "send_limit": options.send_limit,
+                    "filters": dict(options.filters)},
+        "tests": [dict(test) for test in tests],
     }
 
 
 def format_table(summary: Mapping) -> str:
     """The summary as a plain-text table for a terminal or a task log."""
     sent_header = "would send" if summary["dry_run"] else "sent"
-    lines = [f"{summary['program']}{' (dry run: nothing sent)' if summary['dry_run'] else ''}",
-             ""]
+    if summary.get("tests"):
+        title = " (test run: only the test address got anything)"
+    else:
+        title = " (dry run: nothing sent)" if summary["dry_run"] else ""
+    lines = [summary["program"] + title, ""]
     width = max([14, *(len(entry["step"]) + 2 for entry in summary["steps"])])
     lines[1] = f"{'step':<{width}}{'channel':<9}{sent_header:>11}  not sent (reason: count)"
     for entry in summary["steps"]:
@@ -81,6 +96,14 @@ def format_table(summary: Mapping) -> str:
     if guard:
         lines.append(f"guard: {'passed' if guard.get('success') else 'FAILED'} on "
                      f"{guard.get('row_count')} audience rows")
+    holdout = summary.get("holdout") or {}
+    if holdout.get("held_out"):
+        lines.append(f"holdout ({holdout['share']:.0%} of the audience): "
+                     f"{holdout['held_out']} message(s) held out")
+    for test in summary.get("tests") or ():
+        outcome = test["state"] + (f" ({test['reason']})" if test.get("reason") else "")
+        lines.append(f"test: {test['step']} to {test['recipient']} (as contact "
+                     f"{test['sample_contact_id']}): {outcome}")
     return "\n".join(lines)
 
 

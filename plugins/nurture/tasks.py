@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nurture import guard, ledger, planner, policies, settings, summary, warehouse
+from nurture import guard, ledger, planner, policies, settings, summary, test_sends, warehouse
 from nurture.dispatcher import Dispatch, dispatch_batch, render
 from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
+from nurture.run_options import RunOptions
 from nurture.templates import TemplateProblem, TemplateSet
 from nurture.tokens import TokenSigner
 
@@ -64,11 +66,14 @@ def check_audience(program: Program, *, run_id: str) -> dict:
 
 def plan(program: Program, *, run_id: str, dry_run: bool,
          filters: dict[str, Any] | None = None,
-         frequency_cap: int = policies.DEFAULT_FREQUENCY_CAP) -> dict:
+         frequency_cap: int = policies.DEFAULT_FREQUENCY_CAP,
+         steps: Sequence[str] = (), send_limit: int | None = None) -> dict:
     """Decide every (contact, step) pair; record decisions unless this is a dry run.
 
     `filters` narrow the run to part of the audience (program.filters, e.g. one webinar);
-    `frequency_cap`: marketing messages per contact per 7 days, across programs."""
+    `frequency_cap`: marketing messages per contact per 7 days, across programs; `steps`:
+    only these steps (empty: all); `send_limit`: plan at most this many messages — what
+    earlier runs left planned first — and leave the rest waiting for the next run."""
     filters = {column: value for column, value in (filters or {}).items() if value}
     with warehouse.connect() as conn:
         ledger.lock_program(conn, program.name)  # held until commit: one planner at a time
@@ -79,12 +84,17 @@ def plan(program: Program, *, run_id: str, dry_run: bool,
         existing = ledger.existing_states(conn, program.name)
         by_key = {(c["contact_id"], c["enrollment_id"]): c for c in audience}
         stranded = [row for row in ledger.stranded(conn, program=program.name)
-                    if not filters or (row["contact_id"], row["enrollment_id"]) in by_key]
+                    if (not filters or (row["contact_id"], row["enrollment_id"]) in by_key)
+                    and (not steps or row["step"] in steps)]
         recent = (ledger.messaged_since(conn, program, now - program.once_per)
                   if program.once_per else frozenset())
         cap = policies.load_cap(conn, program, limit=frequency_cap, now=now)
-        made = planner.make_plan(program, audience, existing, now=now, batch_size=BATCH_SIZE,
-                                 messaged_recently=recent, cap=cap)
+        # Room for what earlier runs left planned (at most this many are adopted below).
+        held_for_stranded = sum(row["state"] == "planned" for row in stranded)
+        made = planner.make_plan(
+            program, audience, existing, now=now, batch_size=BATCH_SIZE,
+            messaged_recently=recent, cap=cap, steps=steps,
+            send_limit=None if send_limit is None else max(0, send_limit - held_for_stranded))
         if dry_run:
             _count_template_errors(program, made, by_key)
             conn.rollback()  # a dry run changes nothing, the hooks' work included
@@ -93,11 +103,13 @@ def plan(program: Program, *, run_id: str, dry_run: bool,
             if inserted < len(made.entries):
                 log.warning("%d decisions were already recorded by another run",
                             len(made.entries) - inserted)
-            resumption = planner.resume_stranded(program, made, stranded, by_key, now=now,
-                                                 batch_size=BATCH_SIZE)
+            planned_new = sum(entry.state == "planned" for entry in made.entries)
+            resumption = planner.resume_stranded(
+                program, made, stranded, by_key, now=now, batch_size=BATCH_SIZE,
+                send_limit=None if send_limit is None else send_limit - planned_new)
             ledger.adopt(conn, resumption.adopt, dag_run_id=run_id)
             ledger.close(conn, resumption.close)
-            if not filters:  # a narrowed run sees only part of what is coming
+            if not filters and not steps:  # a narrowed run sees only part of what is coming
                 policies.record_upcoming(conn, program, made.upcoming)
     batches = [] if dry_run else [
         {"channel": channel, "batch_no": batch_no}
@@ -147,16 +159,38 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
         return dispatch_batch(conn, job, dag_run_id=run_id, channel=channel, batch_no=batch_no)
 
 
-def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict) -> dict:
+def send_tests(program: Program, *, run_id: str, options: RunOptions) -> list[dict]:
+    """A test run's sends: the chosen steps, rendered for a sample contact, to the
+    marketer's own address or number only (see nurture.test_sends)."""
+    from nurture.providers import SendGridHook, TwilioHook
+
+    with warehouse.connect() as conn:
+        audience = planner.read_audience(conn, program, options.filters)
+        return test_sends.send(
+            conn, program,
+            TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale),
+            {"email": SendGridHook(), "sms": TwilioHook()},
+            run_id=run_id, steps=options.chosen_steps(program),
+            addresses={"email": options.test_email, "sms": options.test_phone},
+            audience=audience, now=datetime.now(UTC), contact_id=options.test_contact_id,
+        )
+
+
+def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict,
+           options: RunOptions | None = None) -> dict:
     """Store and log the run's summary; fail the run if the guard stopped it.
 
-    Outcomes are read back from the ledger rather than from the send tasks, so the summary
-    is right even when a send task failed or was retried.
+    Outcomes are read back from the ledger (and test sends from theirs) rather than from
+    the send tasks, so the summary is right even when a send task failed or was retried.
     """
+    options = options or RunOptions(dry_run=dry_run)
     with warehouse.connect() as conn:
         guard_row = _guard_for_run(conn, program.name, run_id)
         outcomes = ledger.run_counts(conn, program=program.name, dag_run_id=run_id)
-        made = summary.build(program, plan_counts, outcomes, dry_run=dry_run, guard=guard_row)
+        made = summary.build(program, plan_counts, outcomes, dry_run=dry_run, guard=guard_row,
+                             options=options,
+                             tests=test_sends.for_run(conn, program=program.name,
+                                                      dag_run_id=run_id))
         summary.store(conn, made, dag_run_id=run_id)
     log.info("summary of %s:\n%s", run_id, summary.format_table(made))
     if guard_row and not guard_row["success"]:
@@ -164,6 +198,12 @@ def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict) -
     if not plan_counts:
         raise RunIncomplete("nothing was planned: a task before planning failed (dbt, the "
                             "guard or the plan itself); see the failed task's log")
+    failed_tests = [t for t in made["tests"] if t["state"] != "sent"]
+    if options.is_test and (failed_tests or not made["tests"]):
+        raise RunIncomplete(
+            "the test send did not go out: "
+            + ("; ".join(f"{t['step']}: {t['state']} ({t['reason']})" for t in failed_tests)
+               or "see the plan task's log"))
     stranded = sum(step["not_sent"].get("not_dispatched", 0) for step in made["steps"])
     if stranded:
         raise RunIncomplete(
