@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 NURTURE := $(BIN)/nurture
 INSTALLED := $(VENV)/.installed
 MANIFEST := dbt_project/target/manifest.json
+# Debian's Chromium: the browser tests/e2e/test_airflow_ui.py drives (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 export GX_ANALYTICS_ENABLED := false
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
@@ -12,7 +15,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := true
 
-.PHONY: run test airflow install lint manifest dbt-build dbt-docs clean
+.PHONY: run test airflow install lint manifest dbt-build dbt-docs chromium clean
 
 ## run: seed the demo warehouse, build dbt, run the onboarding DAG against the emulator
 run: $(INSTALLED) $(MANIFEST)
@@ -21,7 +24,7 @@ run: $(INSTALLED) $(MANIFEST)
 	$(NURTURE) run onboarding --emulator
 
 ## test: the whole suite (CI runs exactly this)
-test: $(INSTALLED) $(MANIFEST)
+test: $(INSTALLED) $(MANIFEST) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -30,6 +33,11 @@ airflow: $(INSTALLED) $(MANIFEST)
 	$(NURTURE) airflow
 
 install: $(INSTALLED)
+
+chromium: $(CHROMIUM)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
 $(INSTALLED): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] in ((3, 11), (3, 12)) else \

@@ -112,7 +112,7 @@ def params(program: Program) -> dict:
             "send.",
         ),
         STEPS: Param(
-            [], type="array", title="Steps", section=RUN_SECTION,
+            None, type=["null", "array"], title="Steps", section=RUN_SECTION,
             items={"type": "string", "enum": list(step_labels)},
             examples=list(step_labels), values_display=step_labels,
             description="Plan only these steps this run; empty: every step.",

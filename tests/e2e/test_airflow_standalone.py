@@ -1,11 +1,19 @@
-"""`make airflow` as a marketer meets it: `nurture airflow` starts `airflow standalone` on
-this project with airflow_settings.yaml loaded, prints the URL and login, and the onboarding
-DAG can be triggered through the API the UI uses and runs to success on the scheduler."""
+"""`make airflow` as a marketer meets it, in a real browser (Debian's headless Chromium,
+driven by Playwright): `nurture airflow` starts `airflow standalone` on this project with
+airflow_settings.yaml loaded and prints the URL and login; the marketer signs in, opens
+onboarding's trigger form, sees its fields, triggers it as it comes (a dry run) and sees the
+run succeed, while the scheduled run sends; Nurture's own page lists the programs and their
+last runs, and each run has a "Nurture summary" tab.
+
+Screenshots are kept under .nurture/artifacts/airflow-ui/ (the path is printed).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +30,11 @@ from nurture.emulator import OutboxStore
 
 pytestmark = pytest.mark.e2e
 STARTUP_S, RUN_S = 240, 600
+CHROMIUM = Path("/usr/bin/chromium")  # `make chromium`; never `playwright install`
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = settings.PROJECT_ROOT / ".nurture" / "artifacts" / "airflow-ui"
 
 
 def free_port() -> int:
@@ -73,7 +86,8 @@ def standalone(warehouse_url, airflow_db, fresh_onboarding):
         process.wait(timeout=60)
 
 
-def test_a_marketer_triggers_onboarding_from_airflow(standalone, airflow_db: Path):
+@pytest.fixture(scope="module")
+def login(standalone, airflow_db: Path) -> dict:
     base, process = standalone
     banner = process.stdout.readline()
     assert base.rsplit(":", 1)[1] in banner and "log in as admin" in banner
@@ -82,32 +96,143 @@ def test_a_marketer_triggers_onboarding_from_airflow(standalone, airflow_db: Pat
     assert password in banner
     token = call(f"{base}/auth/token", method="POST",
                  body={"username": "admin", "password": password})["access_token"]
+    return {"username": "admin", "password": password, "token": token}
 
-    wait_for(lambda: call(f"{base}/api/v2/dags/onboarding", token=token), 120,
+
+@pytest.fixture(scope="module")
+def browser(standalone, login, request):
+    """A Chromium page signed in to Airflow through its login form."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's package")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write(f" [screenshots: {ARTIFACTS}] ")
+    base, _ = standalone
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                              headless=True)
+        page = chromium.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(f"{base}/")
+        page.get_by_label("Username").fill(login["username"])
+        page.get_by_label("Password").fill(login["password"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{base}/")
+        yield page
+        chromium.close()
+
+
+def screenshot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_a_marketer_dry_runs_onboarding_from_the_trigger_form(standalone, login, browser):
+    base, _ = standalone
+    page = browser
+    wait_for(lambda: call(f"{base}/api/v2/dags/onboarding", token=login["token"]), 120,
              "the DAG processor to parse dags/onboarding.py")
-    call(f"{base}/api/v2/dags/onboarding", method="PATCH", body={"is_paused": False},
-         token=token)
-    run = call(f"{base}/api/v2/dags/onboarding/dagRuns", method="POST", token=token,
-               body={"logical_date": None, "conf": {"dry_run": True}})
+    page.goto(f"{base}/dags/onboarding")
+    screenshot(page, "01-onboarding-dag")
+    page.get_by_role("button", name="Trigger").first.click()
+    form = page.get_by_role("dialog").filter(has_text="Trigger Dag - onboarding")
+    form.get_by_text("This run", exact=True).click()
+    assert form.get_by_role("checkbox", name="Dry run").is_checked()  # a mis-click mails nobody
+    for field in ("Steps", "Send at most"):
+        assert form.get_by_text(field, exact=True).is_visible()
+    assert form.get_by_text("scheduled runs send", exact=False).is_visible()
+    screenshot(page, "02-trigger-form-this-run")
+    form.get_by_text("Send a test to yourself", exact=True).click()
+    for field in ("Test email address", "Test phone number", "Sample contact id"):
+        assert form.get_by_text(field, exact=True).is_visible()
+    screenshot(page, "03-trigger-form-test-send")
+
+    # Triggered as the form comes (and "Unpause onboarding on trigger" ticked): a dry run,
+    # and the scheduler starts the latest hourly run too, which sends.
+    with page.expect_response(lambda r: r.url.endswith("/dags/onboarding/dagRuns")
+                              and r.request.method == "POST") as triggered:
+        form.get_by_role("button", name="Trigger").click()
+    assert triggered.value.ok, triggered.value.text()
+    run_id = triggered.value.json()["dag_run_id"]
 
     def finished_runs():
-        runs = call(f"{base}/api/v2/dags/onboarding/dagRuns", token=token)["dag_runs"]
-        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+        runs = call(f"{base}/api/v2/dags/onboarding/dagRuns", token=login["token"])["dag_runs"]
+        done = all(r["state"] in ("success", "failed") for r in runs)
+        return runs if len(runs) == 2 and done else None
 
     runs = {r["dag_run_id"]: r for r in wait_for(finished_runs, RUN_S, "the runs to finish")}
     assert {r["state"] for r in runs.values()} == {"success"}  # ours and the scheduled one
-    summaries = {}
+    page.goto(f"{base}/dags/onboarding/runs/{run_id}")
+    page.get_by_text("Success", exact=True).first.wait_for()
+    assert re.search(re.escape(run_id) + r"\s+Success", page.locator("body").inner_text())
+    screenshot(page, "04-dry-run-succeeded")
+
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("select dag_run_id, summary from nurture.run_summaries"
                     " where dag_run_id = any(%s)", (list(runs),))
         summaries = dict(cur.fetchall())
-    assert summaries[run["dag_run_id"]]["dry_run"] is True
-    # Unpausing let the scheduler start the latest hourly run too: a real send, through the
-    # connections airflow_settings.yaml defines, to the emulator `nurture airflow` started.
-    (scheduled,) = [s for run_id, s in summaries.items() if run_id != run["dag_run_id"]]
+    assert summaries[run_id]["dry_run"] is True and summaries[run_id]["sent"] == 0
+    # The scheduled run: a real send, through the connections airflow_settings.yaml
+    # defines, to the emulator `nurture airflow` started.
+    (scheduled,) = [s for other, s in summaries.items() if other != run_id]
     assert scheduled["sent"] > 0
     outbox = OutboxStore(settings.STATE_DIR / "outbox.sqlite").messages()
-    assert len(outbox) == scheduled["sent"]
+    assert len(outbox) == scheduled["sent"]  # the dry run sent nothing
+
+
+def test_what_a_run_did_is_on_its_nurture_summary_tab_and_nurtures_page(standalone, login,
+                                                                        browser):
+    base, _ = standalone
+    page = browser
+    runs = call(f"{base}/api/v2/dags/onboarding/dagRuns?run_type=manual",
+                token=login["token"])["dag_runs"]
+    run_id = runs[0]["dag_run_id"]
+    page.goto(f"{base}/dags/onboarding/runs/{run_id}")
+    page.get_by_text("Nurture summary", exact=True).click()
+    summary = page.frame_locator("iframe").first
+    summary.get_by_text("dry run").first.wait_for()
+    text = summary.locator("body").inner_text()
+    assert "nothing was sent or recorded" in text and "Guard: passed on" in text
+    for step in ("welcome", "setup_tips", "check_in"):
+        assert step in text
+    screenshot(page, "05-run-nurture-summary-tab")
+
+    page.get_by_role("link", name="Nurture", exact=True).click()
+    programs = page.frame_locator("iframe").first
+    programs.get_by_role("heading", name="Programs").wait_for()
+    for program in ("onboarding", "webinar", "satisfaction_survey", "nurture"):
+        assert programs.get_by_role("heading", name=program, exact=True).is_visible()
+    assert programs.get_by_role("link", name=run_id).is_visible()
+    screenshot(page, "06-nurture-programs")
+
+    programs.get_by_role("link", name="Preview a message").click()
+    preview = page.frame_locator("iframe").first
+    preview.get_by_label("Program").select_option("onboarding")
+    preview.get_by_role("button", name="Choose").click()
+    preview.get_by_label("Contact id").fill("C00001")
+    preview.get_by_role("button", name="Preview").click()
+    if importlib.util.find_spec("nurture.preview"):
+        preview.get_by_text("Subject:").wait_for()
+    else:  # nurture.preview is another change's; until it lands the page says so
+        preview.get_by_text("previews are not available").wait_for()
+    screenshot(page, "07-nurture-preview")
+
+
+def test_nurtures_pages_need_an_airflow_login(standalone):
+    base, _ = standalone
+    request = urllib.request.Request(f"{base}/nurture/ui/")
+    opener = urllib.request.build_opener(_NoRedirect())
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(request, timeout=30)
+    assert answer.value.code == 303
+    assert answer.value.headers["location"].startswith("/auth/login")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def test_provider_events_reach_the_receiver_mounted_in_the_api_server(standalone):

@@ -30,7 +30,10 @@ class RunRow:
 
     @property
     def not_sent(self) -> int:
-        return sum(sum(step["not_sent"].values()) for step in self.summary["steps"])
+        """Messages this run decided not to send (not those decided by earlier runs)."""
+        return sum(count for step in self.summary["steps"]
+                   for reason, count in step["not_sent"].items()
+                   if not reason.startswith("already_"))
 
     @property
     def waiting(self) -> int:
