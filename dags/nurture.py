@@ -18,8 +18,10 @@ by sales (back after `nurture_recycle_cooldown_days`). A content track chosen by
 the lead to sales; engaging heavily right now pauses it (`is_receptive`); sales feedback
 takes the lead out. Consent, addresses, the holdout (5%) and the frequency cap apply.
 
-**The guard:** Great Expectations checks the audience (`expectations/nurture_audience.json`)
-before anything is sent; if it fails, nothing is sent.
+**The guard:** before anything is sent, Great Expectations checks the audience
+(`expectations/nurture_audience.json`): its size against the last good run, one row per
+lead, someone to hand every MQL to, the MQL flag and consent never unknown, emails mostly
+valid, source data loaded within the last day. If it fails, nothing is sent.
 
 *The program below is compiled into this Airflow DAG by `nurture.dag_factory.build_dag`.*
 """

@@ -17,8 +17,11 @@ for the channel, an invalid address, a milestone found more than three days late
 Answers arrive through the survey page of the webhook receiver (`/survey/{token}`): the
 token names one contact and one survey; a second answer replaces the first.
 
-**The guard:** Great Expectations checks the audience (`expectations/survey_audience.json`)
-before anything is sent; if it fails, nothing is sent.
+**The guard:** before anything is sent, Great Expectations checks the audience
+(`expectations/survey_audience.json`): its size against the last good run, one row per
+milestone or answer, scores within 0–10, an owner for every detractor alert, consent never
+unknown, emails mostly valid, source data loaded within the last day. If it fails, nothing
+is sent.
 
 *The program below is compiled into this Airflow DAG by `nurture.dag_factory.build_dag`.*
 """

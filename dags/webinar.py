@@ -26,8 +26,11 @@ even when runs overlap or a task is retried (`nurture.webinars`).
 **What stops a message:** no consent for the channel, an invalid address, a message found
 too late (a reminder after the start is expired, never sent), or the SMS send window.
 
-**The guard:** Great Expectations checks the audience (`expectations/webinar_audience.json`)
-before anything is sent; if it fails, nothing is sent.
+**The guard:** before anything is sent, Great Expectations checks the audience
+(`expectations/webinar_audience.json`): its size against the last good run, one row per
+contact and webinar, a start time for every webinar, valid seat states, consent never
+unknown, emails mostly valid, source data loaded within the last day. If it fails, nothing
+is sent.
 
 *The program below is compiled into this Airflow DAG by `nurture.dag_factory.build_dag`.*
 """

@@ -43,7 +43,10 @@ def test_dag_follows_the_house_rules(dagbag, dag_id):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.start_date.tzinfo is not None
-    assert dag.doc_md and "Who it reaches" in dag.doc_md
+    # The doc is the marketer's: who, which steps when, what stops them, the guard, the form.
+    for part in ("Who it reaches", "| when | channel | step |", "What stops a",
+                 "**The guard:** before anything is sent", "Trigger it yourself"):
+        assert part in dag.doc_md, part
     assert dag.default_args["owner"]
     assert dag.default_args["retries"] >= 1
     assert "catchup" not in dag.default_args

@@ -32,7 +32,7 @@ def build_dag(program: Program):
         catchup=False,
         max_active_runs=1,
         tags=["nurture", *program.tags],
-        doc_md=program.doc_md,
+        doc_md=program.doc_md + run_options.how_to_run(program),
         default_args={"owner": program.owner, "retries": 2,
                       "retry_delay": timedelta(minutes=1)},
         params=run_options.params(program),

@@ -145,3 +145,24 @@ def params(program: Program) -> dict:
             description=f"Only the audience rows with this {column}; empty: all of them.",
         )
     return form
+
+
+def how_to_run(program: Program) -> str:
+    """What every program's DAG doc says about the policies and the trigger form."""
+    narrow = "".join(f", narrow it to one {column.replace('_', ' ')}" for column in program.filters)
+    holdout = (f"{program.holdout:.0%} of the audience (the same contacts every run) gets none "
+               "of its marketing messages, so their conversion can be compared; "
+               if program.holdout else "")
+    return f"""
+
+**Every run:** {holdout}no contact gets more than `nurture_frequency_cap` marketing messages
+a week across programs (what the cap holds back waits for room). Transactional steps and
+internal alerts are exempt from both.
+
+**Trigger it yourself** (the *Trigger* button): a run you trigger is a *dry run* — it plans
+everything and shows what would go out, sending nothing — until you untick *Dry run*;
+scheduled runs send. The form can also send chosen steps as a test to your own email address
+or phone only, plan only some steps, cap how many messages the run sends (the rest go out
+with later runs){narrow}. What a run did is on the run's *Nurture summary* tab; every
+program's last runs, and a preview of any step for a contact, are on the *Nurture* page.
+"""

@@ -22,7 +22,8 @@ SUMMARY = {
     "program": "onboarding", "dry_run": False,
     "guard": {"success": True, "row_count": 272, "failures": []},
     "steps": [{"step": "welcome", "channel": "email", "planned": 86, "sent": 85,
-               "not_sent": {"held_out": 4, "no_consent": 15, "template_error": 1},
+               "not_sent": {"already_sent": 5, "held_out": 4, "no_consent": 15,
+                            "template_error": 1},
                "waiting": {}},
               {"step": "check_in", "channel": "sms", "planned": 0, "sent": 0,
                "not_sent": {}, "waiting": {"not_due": 175, "run_limit_reached": 3}}],
@@ -81,6 +82,7 @@ def test_the_programs_page_lists_each_program_with_its_last_runs(summaries):
     assert 'href="/nurture/ui/runs/onboarding/manual__2026-11-28T10%3A00%3A00%2B00%3A00"' \
         in page.text
     assert "<td>sent</td>" in page.text and "<td>dry run</td>" in page.text
+    assert '<td class="n">20</td>' in page.text  # not sent this run; earlier runs' left out
     # Anything from the warehouse is escaped, run ids included.
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
@@ -92,8 +94,9 @@ def test_a_runs_page_says_per_step_what_was_sent_and_why_not(summaries):
     assert "<strong>85</strong> message(s) sent" in page.text
     assert "passed</span>\non 272 audience rows" in page.text
     assert "5% of the audience gets no marketing\nmessage; 4 message(s) held out" in page.text
-    assert "held_out: 4, no_consent: 15, template_error: 1" in page.text
-    assert "not_due: 175, run_limit_reached: 3" in page.text
+    assert "<td>held_out: 4, no_consent: 15, template_error: 1</td>" in page.text
+    assert "<td>not_due: 175, run_limit_reached: 3</td>" in page.text
+    assert '<td class="muted">sent: 5</td>' in page.text  # decided by an earlier run
     assert "send limit: 86" in page.text
 
 

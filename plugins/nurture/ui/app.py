@@ -126,5 +126,13 @@ def _environment():
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["reasons"] = lambda counts: ", ".join(f"{k}: {v}" for k, v in counts.items())
+    env.filters["reasons"] = _reasons
     return env
+
+
+def _reasons(counts: dict[str, int], earlier: bool = False) -> str:
+    """`reason: count, ...`; with `earlier`, only what earlier runs decided (`already_*`,
+    shown without the prefix), else only this run's reasons."""
+    shown = {reason.removeprefix("already_"): count for reason, count in counts.items()
+             if reason.startswith("already_") == earlier}
+    return ", ".join(f"{reason}: {count}" for reason, count in shown.items()) or "-"
