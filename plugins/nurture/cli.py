@@ -79,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     af.add_argument("--port", type=int, default=8080)
     af.set_defaults(handler=cmd_airflow)
 
+    preview = commands.add_parser("preview", help="render one step for one contact, as it "
+                                  "would be sent")
+    preview.add_argument("program")
+    preview.add_argument("step")
+    preview.add_argument("--contact", required=True, metavar="ID", help="a contact_id in the "
+                         "program's audience")
+    preview.add_argument("--locale", help="render in this locale instead of the contact's")
+    preview.set_defaults(handler=cmd_preview)
+
     af_settings = commands.add_parser("airflow-settings",
                                       help="load airflow_settings.yaml into Airflow")
     af_settings.set_defaults(handler=cmd_airflow_settings)
@@ -202,6 +211,27 @@ def cmd_dbt(args) -> int:
     command = [str(dbt), *args.dbt_args, "--project-dir", str(settings.DBT_PROJECT_DIR),
                "--profiles-dir", str(settings.DBT_PROJECT_DIR)]
     return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+
+
+def cmd_preview(args) -> int:
+    from nurture import catalog, warehouse
+    from nurture.preview import render_preview
+
+    program = catalog.program(args.program)
+    if settings.public_url() is None:
+        print("nurture: NURTURE_PUBLIC_URL is not set: as the dispatcher would, this renders "
+              "without unsubscribe and survey links", file=sys.stderr)
+    with warehouse.connect(warehouse.resolve_url()) as conn:
+        shown = render_preview(conn, program, args.step, args.contact, args.locale)
+    print(f"{shown.program}/{shown.step} for {args.contact}: {shown.channel} to "
+          f"{shown.recipient or '(no address)'}, templates {shown.locale}")
+    if shown.channel == "sms":
+        print(f"{shown.encoding}, {shown.segments} segment(s), {len(shown.text)} characters\n")
+        print(shown.text)
+        return 0
+    print(f"Subject: {shown.subject}\n\n--- text ---\n{shown.text.rstrip()}\n\n--- html ---")
+    print(shown.html)
+    return 0
 
 
 def cmd_airflow_settings(args) -> int:
