@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--locale", help="render in this locale instead of the contact's")
     preview.set_defaults(handler=cmd_preview)
 
+    lint = commands.add_parser("lint", help="check every program's templates in every locale")
+    lint.add_argument("--root", type=Path, help="templates folder (default include/templates)")
+    lint.add_argument("--max-subject-chars", type=int, metavar="N")
+    lint.add_argument("--max-sms-segments", type=int, metavar="N")
+    lint.set_defaults(handler=cmd_lint)
+
     af_settings = commands.add_parser("airflow-settings",
                                       help="load airflow_settings.yaml into Airflow")
     af_settings.set_defaults(handler=cmd_airflow_settings)
@@ -232,6 +238,25 @@ def cmd_preview(args) -> int:
     print(f"Subject: {shown.subject}\n\n--- text ---\n{shown.text.rstrip()}\n\n--- html ---")
     print(shown.html)
     return 0
+
+
+def cmd_lint(args) -> int:
+    import dataclasses
+
+    from nurture import catalog, lint
+
+    if not settings.DBT_MANIFEST.exists():
+        raise NurtureError(f"{settings.DBT_MANIFEST} is missing: run `make manifest`")
+    limits = {"subject_chars": args.max_subject_chars, "sms_segments": args.max_sms_segments}
+    rules = dataclasses.replace(lint.Rules(), **{k: v for k, v in limits.items() if v})
+    programs = catalog.programs()
+    problems = lint.lint(programs.values(), root=args.root or settings.TEMPLATES_DIR,
+                         contracts=lint.read_contracts(settings.DBT_MANIFEST), rules=rules)
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s) in the templates of {len(programs)} program(s)",
+          file=sys.stderr)
+    return 1 if problems else 0
 
 
 def cmd_airflow_settings(args) -> int:
