@@ -7,6 +7,11 @@
 --   satisfaction_survey  answered the survey the message carried
 -- A new program adds its goal here. Whether a message gets the credit (the conversion came
 -- after it) is decided by the marts that read this.
+--
+-- A table, unlike the other intermediate models: a view would pin lead_score_history, and
+-- resetting that history (drop table, as its tests do) would be refused.
+{{ config(materialized='table') }}
+
 with
 
 activations as (
