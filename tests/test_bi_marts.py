@@ -26,6 +26,8 @@ HOLDOUT = 0.2  # a program may hold out more than the default 5%: groups big eno
 BI_MARTS = ("contacts", "consent_history", "message_sends", "lifecycle_funnel",
             "funnel_daily_snapshot", "survey_responses", "nps_by_month", "program_performance",
             "program_holdout_comparison")
+CLEAR_SENDS = ("truncate nurture.message_ledger, raw.survey_responses, "
+               + ", ".join(PROVIDER_EVENT_TABLES))
 LEDGER_COLUMNS = ("ledger_id", "program", "step", "contact_id", "enrollment_id", "channel",
                   "state", "reason", "template_version", "provider_message_id", "due_at",
                   "planned_at", "sent_at")
@@ -164,15 +166,17 @@ def built(warehouse_url):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return data
+    yield data
+    with warehouse.connect() as conn, conn.cursor() as cur:  # later modules start clean
+        cur.execute(CLEAR_SENDS)
+        cur.execute("delete from raw.events where event_id like 'BI-%'")
 
 
 def load(data, history: History) -> None:
-    """The demo dataset and nothing else: earlier modules' sends and answers are cleared."""
+    """The demo dataset and `history`: earlier modules' sends and answers are cleared."""
     with warehouse.connect() as conn, conn.cursor() as cur:
         seed.load(conn, data)
-        cur.execute("truncate nurture.message_ledger, raw.survey_responses, "
-                    + ", ".join(PROVIDER_EVENT_TABLES))
+        cur.execute(CLEAR_SENDS)
         # histories of this module's own (--full-refresh keeps incremental marts)
         cur.execute("drop table if exists marts.lead_score_history, marts.funnel_daily_snapshot")
         execute_values(cur, f"insert into nurture.message_ledger ({', '.join(LEDGER_COLUMNS)})"

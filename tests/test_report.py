@@ -17,6 +17,8 @@ from nurture import seed, warehouse
 from nurture.charts import bar_chart, line_chart
 from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 
+CLEAR_SENDS = ("truncate nurture.message_ledger, raw.survey_responses, "
+               + ", ".join(PROVIDER_EVENT_TABLES))
 HOSTILE = "<script>alert('pwned')</script>"
 HOSTILE_STEP = 'welcome"><img src=x onerror=alert(1)>'
 
@@ -27,7 +29,7 @@ def nurture(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def report(warehouse_url, tmp_path_factory) -> str:
+def report(warehouse_url, tmp_path_factory):
     """The demo, a few days of a program whose name and step are markup, and a survey."""
     now = datetime.now(UTC)
     ledger, events = [], []
@@ -42,8 +44,7 @@ def report(warehouse_url, tmp_path_factory) -> str:
                 {"ledger_id": ledger_id, "timestamp": int(day.timestamp()) + 60})))
     with warehouse.connect() as conn, conn.cursor() as cur:
         seed.load(conn, seed.build())
-        cur.execute("truncate nurture.message_ledger, raw.survey_responses, "
-                    + ", ".join(PROVIDER_EVENT_TABLES))
+        cur.execute(CLEAR_SENDS)
         execute_values(cur, "insert into nurture.message_ledger (ledger_id, program, step,"
                        " contact_id, enrollment_id, channel, state, reason, template_version,"
                        " due_at, planned_at, sent_at) values %s", ledger)
@@ -59,7 +60,9 @@ def report(warehouse_url, tmp_path_factory) -> str:
     written = nurture("report", "--out", str(out))
     assert written.returncode == 0, written.stdout + written.stderr
     assert str(out) in written.stdout
-    return out.read_text(encoding="utf-8")
+    yield out.read_text(encoding="utf-8")
+    with warehouse.connect() as conn, conn.cursor() as cur:  # later modules start clean
+        cur.execute(CLEAR_SENDS)
 
 
 def test_the_report_draws_each_section_as_inline_svg(report):
