@@ -144,7 +144,7 @@ def program_history(data) -> History:
         if cid in attended:
             history.message("webinar", "thank_you", cid, "webinar:W005", due=now - 2 * HOUR,
                             version="feedc0ffee00")
-    # Satisfaction survey: 30 days in, an email each; four answer.
+    # Satisfaction survey: 30 days in, an email each; half of them answer.
     for n, cid in enumerate(of["long_ago"]):
         ledger_id, _, sent_at = history.message("satisfaction_survey", "survey_email", cid,
                                                 f"survey:onboarding_30d:onboarding:{cid}",
