@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     dbt.set_defaults(handler=cmd_dbt)
 
+    report = commands.add_parser("report", help="write the BI marts as one self-contained"
+                                 " HTML file with charts")
+    report.add_argument("--out", type=Path, default=settings.STATE_DIR / "report.html",
+                        help="where to write it (default: %(default)s)")
+    report.set_defaults(handler=cmd_report)
+
     af = commands.add_parser("airflow", help="airflow standalone on this project")
     af.add_argument("--port", type=int, default=8080)
     af.set_defaults(handler=cmd_airflow)
@@ -257,6 +263,14 @@ def cmd_lint(args) -> int:
     print(f"{len(problems)} problem(s) in the templates of {len(programs)} program(s)",
           file=sys.stderr)
     return 1 if problems else 0
+
+
+def cmd_report(args) -> int:
+    from nurture import report, warehouse
+
+    out = report.write(args.out, warehouse.resolve_url())
+    print(f"report written to {out.resolve()}")
+    return 0
 
 
 def cmd_airflow_settings(args) -> int:
