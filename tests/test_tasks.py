@@ -4,6 +4,7 @@ whenever something upstream went wrong, and say what."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -154,8 +155,9 @@ def test_a_run_of_chosen_steps_records_only_those(trial):
 
 
 def test_a_test_send_reaches_only_the_marketer_and_leaves_the_ledger_alone(trial, emulator):
-    from nurture import test_sends
     from nurture.run_options import RunOptions
+    from nurture.runner import LOCAL_SIGNING_KEY
+    from nurture.tokens import InvalidToken, TokenSigner
 
     _, outbox = emulator
     options = RunOptions(dry_run=True, test_email="marketer@example.com",
@@ -170,7 +172,10 @@ def test_a_test_send_reaches_only_the_marketer_and_leaves_the_ledger_alone(trial
     assert [(m["channel"], m["recipient"]) for m in messages] == [
         ("email", "marketer@example.com"), ("sms", "+358501234567")]
     assert messages[0]["subject"] == "[TEST] Welcome, Name3"
-    assert test_sends.TEST_LINK in messages[0]["text"]  # not C3's real unsubscribe link
+    # The unsubscribe link has the real shape but a throwaway signature: it acts on nobody.
+    token = re.search(r"/unsubscribe/(\S+)", messages[0]["text"]).group(1)
+    with pytest.raises(InvalidToken):
+        TokenSigner([LOCAL_SIGNING_KEY]).verify(token, purpose="unsubscribe")
     assert messages[1]["text"].startswith("[TEST] Name3, your account is waiting.")
     assert not any(m["ledger_id"] for m in messages)
     assert ledger_rows() == []  # nobody's message key is used up

@@ -53,25 +53,27 @@ def build_dag(program: Program):
         @task
         def plan(params=None, run_id=None, dag_run=None, ti=None) -> list[dict]:
             """Record decisions; returns the batches to send, one mapped `send` each."""
+            from airflow.exceptions import AirflowNotFoundException
             from airflow.sdk import Variable
             from airflow.sdk.exceptions import AirflowFailException
 
             from nurture import tasks
-            from nurture.exceptions import InvalidRunOptions
+            from nurture.exceptions import ConfigurationError, InvalidRunOptions
             from nurture.policies import DEFAULT_FREQUENCY_CAP
 
-            try:  # a bad test address or step name will not fix itself: no retries
+            # A bad test address, step name or connection will not fix itself: no retries.
+            try:
                 options = _run_options(program, params, dag_run)
-            except InvalidRunOptions as err:
+                made = tasks.plan(
+                    program, run_id=run_id, dry_run=options.dry_run, filters=options.filters,
+                    steps=options.steps, send_limit=options.send_limit,
+                    frequency_cap=int(Variable.get("nurture_frequency_cap",
+                                                   default=DEFAULT_FREQUENCY_CAP)),
+                )
+                if options.is_test:
+                    tasks.send_tests(program, run_id=run_id, options=options)
+            except (InvalidRunOptions, ConfigurationError, AirflowNotFoundException) as err:
                 raise AirflowFailException(str(err)) from err
-            made = tasks.plan(
-                program, run_id=run_id, dry_run=options.dry_run, filters=options.filters,
-                steps=options.steps, send_limit=options.send_limit,
-                frequency_cap=int(Variable.get("nurture_frequency_cap",
-                                               default=DEFAULT_FREQUENCY_CAP)),
-            )
-            if options.is_test:
-                tasks.send_tests(program, run_id=run_id, options=options)
             ti.xcom_push(key="counts", value=made["counts"])
             return made["batches"]
 

@@ -43,10 +43,12 @@ def prepare_airflow() -> None:
 
 
 def run_program(program: str, *, dry_run: bool = False, skip_tasks: str | None = None,
-                filters: dict[str, str] | None = None) -> RunResult:
-    """Run the DAG once; `filters` narrow it as the trigger form does (e.g. one webinar);
-    `skip_tasks` (a regex of task ids) marks those tasks successful without running them —
-    tests use it to guard a table they tampered with after dbt."""
+                filters: dict[str, str] | None = None,
+                options: dict[str, Any] | None = None) -> RunResult:
+    """Run the DAG once; `filters` narrow it as the trigger form does (e.g. one webinar),
+    `options` are the form's other fields (nurture.run_options: steps, send_limit,
+    test_email...); `skip_tasks` (a regex of task ids) marks those tasks successful without
+    running them — tests use it to guard a table they tampered with after dbt."""
     prepare_airflow()
     warehouse.export_env(warehouse.resolve_url())
     from airflow.dag_processing.dagbag import DagBag
@@ -64,7 +66,7 @@ def run_program(program: str, *, dry_run: bool = False, skip_tasks: str | None =
     if unknown:
         raise NurtureError(f"{program} cannot be narrowed by {', '.join(sorted(unknown))}; "
                            f"it takes: {', '.join(narrowing) or 'nothing'}")
-    dag_run = dag.test(run_conf={"dry_run": dry_run, **(filters or {})},
+    dag_run = dag.test(run_conf={**(options or {}), "dry_run": dry_run, **(filters or {})},
                        mark_success_pattern=skip_tasks)
     from nurture import summary
 

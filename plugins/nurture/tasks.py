@@ -162,13 +162,13 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
 def send_tests(program: Program, *, run_id: str, options: RunOptions) -> list[dict]:
     """A test run's sends: the chosen steps, rendered for a sample contact, to the
     marketer's own address or number only (see nurture.test_sends)."""
+    from nurture.preview import rendering_job
     from nurture.providers import SendGridHook, TwilioHook
 
     with warehouse.connect() as conn:
         audience = planner.read_audience(conn, program, options.filters)
         return test_sends.send(
-            conn, program,
-            TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale),
+            conn, rendering_job(program, public_url=settings.public_url()),
             {"email": SendGridHook(), "sms": TwilioHook()},
             run_id=run_id, steps=options.chosen_steps(program),
             addresses={"email": options.test_email, "sms": options.test_phone},

@@ -7,8 +7,9 @@ the frequency cap, or appear in the marts as sent. Tests live in `nurture.test_s
 one row per (program, run, step), written `sending` before the request leaves, so a
 retried task never sends the same test twice. They are marked as tests wherever they show:
 "[TEST]" before the subject or text, SendGrid category `nurture-test`, custom args without
-a ledger id, no SMS status callback, and links that do nothing (an unsubscribe or survey
-link signed for the sample contact would act on that contact's behalf).
+a ledger id, no SMS status callback. They are rendered as previews are
+(`nurture.preview`): links of the real shape signed with a throwaway key, since a link
+signed for the sample contact would act on that contact's behalf when the marketer clicks.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from nurture import addresses, planner
-from nurture.dispatcher import ProviderHook, render
+from nurture.dispatcher import Dispatch, ProviderHook
 from nurture.exceptions import InvalidRunOptions, ProviderError
+from nurture.preview import render_step
 from nurture.program import Program, Step
 from nurture.providers import EmailMessage, SmsMessage
-from nurture.templates import TemplateProblem, TemplateSet
+from nurture.templates import TemplateProblem
 
 DDL = """
 create table if not exists nurture.test_sends (
@@ -44,7 +46,6 @@ create table if not exists nurture.test_sends (
 """
 MARK = "[TEST] "
 CATEGORY = "nurture-test"
-TEST_LINK = "https://nurture.invalid/test-send"  # resolves nowhere, acts on nobody
 
 
 def sample_contact(program: Program, step: Step, audience: Sequence[Mapping[str, Any]], *,
@@ -67,13 +68,14 @@ def sample_contact(program: Program, step: Step, audience: Sequence[Mapping[str,
     return next(due, None) or next(eligible, None) or audience[0]
 
 
-def send(conn, program: Program, templates: TemplateSet, hooks: Mapping[str, ProviderHook], *,
-         run_id: str, steps: Sequence[Step], addresses: Mapping[str, str | None],
+def send(conn, job: Dispatch, hooks: Mapping[str, ProviderHook], *, run_id: str,
+         steps: Sequence[Step], addresses: Mapping[str, str | None],
          audience: Sequence[Mapping[str, Any]], now: datetime,
          contact_id: str | None = None) -> list[dict]:
     """Send each step to the test address of its channel (steps without one are left out);
-    returns what became of each. Samples are chosen, and hooks checked, before anything
-    is sent."""
+    returns what became of each. `job`: how to render (`preview.rendering_job`). Samples
+    are chosen, and hooks checked, before anything is sent."""
+    program = job.program
     work = [(step, addresses[step.channel],
              sample_contact(program, step, audience, now=now, contact_id=contact_id))
             for step in steps if addresses.get(step.channel)]
@@ -84,27 +86,22 @@ def send(conn, program: Program, templates: TemplateSet, hooks: Mapping[str, Pro
         test_send_id = _claim(conn, program, step, run_id, recipient, contact)
         if test_send_id is None:  # a retried task: this test already went (or may have)
             continue
-        outcome = _deliver(program, templates, hooks[step.channel], step, recipient, contact,
-                           test_send_id)
+        outcome = _deliver(job, hooks[step.channel], step, recipient, contact, test_send_id)
         _settle(conn, test_send_id, outcome)
         results.append({"step": step.name, "channel": step.channel, "recipient": recipient,
                         "sample_contact_id": contact["contact_id"], **outcome})
     return results
 
 
-def _deliver(program: Program, templates: TemplateSet, hook: ProviderHook, step: Step,
-             recipient: str, contact: Mapping[str, Any], test_send_id: str) -> dict:
-    context = {**contact, "unsubscribe_url": f"{TEST_LINK}/unsubscribe"}
-    if step.survey_link:
-        survey = f"{TEST_LINK}/survey"
-        context.update(survey_url=survey,
-                       survey_score_urls=[f"{survey}?score={n}" for n in range(11)])
+def _deliver(job: Dispatch, hook: ProviderHook, step: Step, recipient: str,
+             contact: Mapping[str, Any], test_send_id: str) -> dict:
+    program = job.program
     try:
         locale = addresses.locale(contact.get("locale"), program.default_locale)
     except addresses.Unusable:  # the contact's would not be sent; the test shows the default
         locale = program.default_locale
     try:
-        rendered = render(program, templates, step, locale, context)
+        rendered, _ = render_step(job, step, contact, locale)
     except TemplateProblem as problem:
         return {"state": "failed", "reason": f"template_error: {problem}"}
     except Exception as err:  # template maths on odd sample data

@@ -86,10 +86,8 @@ def create_ui_app(access: Access | None = None) -> FastAPI:
 def _render(program: Program, step: str, contact_id: str,
             locale: str | None) -> tuple[Any, str | None]:
     """The preview, or why there is none."""
-    try:
-        from nurture.preview import render_preview  # written alongside; see README
-    except ImportError:
-        return None, "previews are not available in this version of Nurture"
+    from nurture.preview import render_preview  # imported here: only the pages need it
+
     if not settings.warehouse_url():
         return None, NO_WAREHOUSE
     try:
