@@ -164,3 +164,13 @@ def test_a_preview_that_cannot_be_rendered_says_why(warehouse_url, monkeypatch):
         "program": "onboarding", "step": "welcome", "contact_id": "<b>X</b>"})
     assert ('<p class="problem">contact &#39;&lt;b&gt;X&lt;/b&gt;&#39; is not in '
             "onboarding&#39;s audience</p>") in page.text
+
+
+def test_the_plugin_puts_the_pages_in_the_navigation_and_on_every_dag_run():
+    from nurture_plugin import UI_PREFIX, NurturePlugin
+
+    views = {view["destination"]: view for view in NurturePlugin.external_views}
+    assert views["nav"]["href"] == "nurture/ui/"  # relative: a proxy's prefix still works
+    assert views["dag_run"]["href"] == "nurture/ui/runs/{DAG_ID}/{RUN_ID}"
+    assert all(view["url_route"] for view in views.values())
+    assert f"/{views['nav']['href']}".startswith(UI_PREFIX)

@@ -43,12 +43,14 @@ def test_the_airflow_plugin_mounts_the_receiver_under_nurture(warehouse_url, mon
     URL, prefix included."""
     from fastapi import FastAPI
 
-    from nurture_plugin import URL_PREFIX, NurturePlugin
+    from nurture_plugin import UI_PREFIX, URL_PREFIX, NurturePlugin
 
-    (mounted,) = NurturePlugin.fastapi_apps
-    assert mounted["url_prefix"] == URL_PREFIX == "/nurture"
+    # Mounted in the plugin's order, as the API server does: the pages' longer prefix first.
+    assert [app["url_prefix"] for app in NurturePlugin.fastapi_apps] == [UI_PREFIX, URL_PREFIX]
+    assert URL_PREFIX == "/nurture"
     api_server = FastAPI()
-    api_server.mount(mounted["url_prefix"], mounted["app"])
+    for mounted in NurturePlugin.fastapi_apps:
+        api_server.mount(mounted["url_prefix"], mounted["app"])
     client = TestClient(api_server)
     form = {"MessageSid": "SMplugintest0001", "MessageStatus": "delivered"}
     signature = RequestValidator(TOKEN).compute_signature(
