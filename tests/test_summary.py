@@ -161,3 +161,24 @@ def test_guard_line(guard, line):
 
 def test_no_guard_line_without_a_guard_result():
     assert "guard:" not in summary.format_table(build(guard=None))
+
+
+def test_a_narrowed_test_run_reports_its_steps_its_tests_and_the_holdout():
+    from nurture.run_options import RunOptions
+
+    options = RunOptions(dry_run=True, steps=("welcome",), send_limit=5,
+                         test_email="me@example.com")
+    tests = [{"step": "welcome", "channel": "email", "recipient": "me@example.com",
+              "sample_contact_id": "C1", "state": "sent", "reason": None}]
+    made = summary.build(ONBOARDING, {"welcome": {"planned": 5, "held_out": 2,
+                                                  "run_limit_reached": 3}},
+                         [("check_in", "sent", "", 4)], dry_run=True, guard=GUARD,
+                         options=options, tests=tests)
+    assert [entry["step"] for entry in made["steps"]] == ["welcome"]  # the chosen step only
+    assert step_of(made, "welcome")["waiting"] == {"run_limit_reached": 3}
+    assert made["holdout"] == {"share": 0.05, "held_out": 2}
+    assert made["options"] == {"steps": ["welcome"], "send_limit": 5, "filters": {}}
+    table = summary.format_table(made)
+    assert table.startswith("onboarding (test run: only the test address got anything)")
+    assert "holdout (5% of the audience): 2 message(s) held out" in table
+    assert "test: welcome to me@example.com (as contact C1): sent" in table
