@@ -61,6 +61,9 @@ def load(conn, size: Size, *, now: datetime, progress: Callable[[str, int], None
             stream = _LineStream(rows(), lambda n, table=table: progress(table, n))
             cur.copy_expert(f"copy raw.{table} from stdin", stream)
             counts[table] = stream.rows
+        # Statistics now, as a loader should: before autovacuum gets to fresh tables, the
+        # planner would take them for empty and pick nested loops over millions of rows.
+        cur.execute("analyze")
     return counts
 
 
@@ -87,6 +90,7 @@ def append_day(conn, size: Size, *, now: datetime) -> int:
                                  lambda n: None)
             cur.copy_expert(f"copy raw.{table} from stdin", stream)
             added += stream.rows
+            cur.execute(f"analyze raw.{table}")
     return added
 
 
