@@ -75,9 +75,30 @@ def _parser() -> argparse.ArgumentParser:
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     dbt.set_defaults(handler=cmd_dbt)
 
+    report = commands.add_parser("report", help="write the BI marts as one self-contained"
+                                 " HTML file with charts")
+    report.add_argument("--out", type=Path, default=settings.STATE_DIR / "report.html",
+                        help="where to write it (default: %(default)s)")
+    report.set_defaults(handler=cmd_report)
+
     af = commands.add_parser("airflow", help="airflow standalone on this project")
     af.add_argument("--port", type=int, default=8080)
     af.set_defaults(handler=cmd_airflow)
+
+    preview = commands.add_parser("preview", help="render one step for one contact, as it "
+                                  "would be sent")
+    preview.add_argument("program")
+    preview.add_argument("step")
+    preview.add_argument("--contact", required=True, metavar="ID", help="a contact_id in the "
+                         "program's audience")
+    preview.add_argument("--locale", help="render in this locale instead of the contact's")
+    preview.set_defaults(handler=cmd_preview)
+
+    lint = commands.add_parser("lint", help="check every program's templates in every locale")
+    lint.add_argument("--root", type=Path, help="templates folder (default include/templates)")
+    lint.add_argument("--max-subject-chars", type=int, metavar="N")
+    lint.add_argument("--max-sms-segments", type=int, metavar="N")
+    lint.set_defaults(handler=cmd_lint)
 
     af_settings = commands.add_parser("airflow-settings",
                                       help="load airflow_settings.yaml into Airflow")
@@ -210,6 +231,54 @@ def cmd_dbt(args) -> int:
     command = [str(dbt), *args.dbt_args, "--project-dir", str(settings.DBT_PROJECT_DIR),
                "--profiles-dir", str(settings.DBT_PROJECT_DIR)]
     return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+
+
+def cmd_preview(args) -> int:
+    from nurture import catalog, warehouse
+    from nurture.preview import render_preview
+
+    program = catalog.program(args.program)
+    if settings.public_url() is None:
+        print("nurture: NURTURE_PUBLIC_URL is not set: as the dispatcher would, this renders "
+              "without unsubscribe and survey links", file=sys.stderr)
+    with warehouse.connect(warehouse.resolve_url()) as conn:
+        shown = render_preview(conn, program, args.step, args.contact, args.locale)
+    print(f"{shown.program}/{shown.step} for {args.contact}: {shown.channel} to "
+          f"{shown.recipient or '(no address)'}, templates {shown.locale}")
+    if shown.channel == "sms":
+        print(f"{shown.encoding}, {shown.segments} segment(s), {len(shown.text)} characters\n")
+        print(shown.text)
+        return 0
+    print(f"Subject: {shown.subject}\n\n--- text ---\n{shown.text.rstrip()}\n\n--- html ---")
+    print(shown.html)
+    return 0
+
+
+def cmd_lint(args) -> int:
+    import dataclasses
+
+    from nurture import catalog, lint
+
+    if not settings.DBT_MANIFEST.exists():
+        raise NurtureError(f"{settings.DBT_MANIFEST} is missing: run `make manifest`")
+    limits = {"subject_chars": args.max_subject_chars, "sms_segments": args.max_sms_segments}
+    rules = dataclasses.replace(lint.Rules(), **{k: v for k, v in limits.items() if v})
+    programs = catalog.programs()
+    problems = lint.lint(programs.values(), root=args.root or settings.TEMPLATES_DIR,
+                         contracts=lint.read_contracts(settings.DBT_MANIFEST), rules=rules)
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s) in the templates of {len(programs)} program(s)",
+          file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_report(args) -> int:
+    from nurture import report, warehouse
+
+    out = report.write(args.out, warehouse.resolve_url())
+    print(f"report written to {out.resolve()}")
+    return 0
 
 
 def cmd_airflow_settings(args) -> int:

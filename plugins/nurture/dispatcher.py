@@ -104,12 +104,8 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
         return ledger.Outcome(ledger_id, "skipped", "goal_reached_before_send")
     if not step.is_internal and not contact.get(f"has_{step.channel}_consent"):
         return ledger.Outcome(ledger_id, "skipped", "no_consent_at_send")
-    unsubscribe_url = None if step.is_internal else _unsubscribe_url(job, row)
-    if unsubscribe_url:
-        contact = {**contact, "unsubscribe_url": unsubscribe_url}
-    if step.survey_link:  # an SMS's short link was made (and its token issued) before
-        links = {"survey_url": short_url} if short_url else _survey_links(job, row, contact)
-        contact = {**contact, **links}
+    contact = personalize(job, step, row, contact, short_url=short_url)
+    unsubscribe_url = contact.get("unsubscribe_url")
     try:
         rendered = render(job.program, job.templates, step, row["locale"], contact)
     except TemplateProblem as problem:
@@ -146,6 +142,21 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
                               template_version=rendered.version)
     return ledger.Outcome(ledger_id, "sent", provider_message_id=message_id,
                           template_version=rendered.version)
+
+
+def personalize(job: Dispatch, step: Step, row: Mapping[str, Any], contact: Mapping[str, Any],
+                *, short_url: str | None = None) -> dict[str, Any]:
+    """The audience row plus the links its templates get: unsubscribe (not in an internal
+    alert), survey (`short_url` replaces it in an SMS). Shared with previews and lint."""
+    contact = dict(contact)
+    contact.pop("unsubscribe_url", None)  # only ever ours, never an audience column's
+    unsubscribe_url = None if step.is_internal else _unsubscribe_url(job, row)
+    if unsubscribe_url:
+        contact["unsubscribe_url"] = unsubscribe_url
+    if step.survey_link:  # an SMS's short link was made (and its token issued) before
+        contact.update({"survey_url": short_url} if short_url
+                       else _survey_links(job, row, contact))
+    return contact
 
 
 def render(program: Program, templates: TemplateSet, step: Step, locale: str,

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from nurture.sms_encoding import measure
+
 router = APIRouter()
 
 API_VERSION = "2010-04-01"
@@ -26,31 +28,9 @@ _SHORT_CODE = re.compile(r"^\d{3,8}$")
 _ALPHANUMERIC_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
-# GSM 03.38: the default alphabet costs one septet, its extension table two (escape + char).
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
-
-
 def num_segments(body: str) -> int:
-    """SMS segments: GSM-7 fits 160 septets (153 per part), else UCS-2 fits 70 units (67).
-
-    Characters are never split across parts (an escape pair or surrogate pair stays whole).
-    """
-    if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in body):
-        costs, single, part = [2 if c in GSM7_EXTENDED else 1 for c in body], 160, 153
-    else:
-        costs, single, part = [2 if ord(c) > 0xFFFF else 1 for c in body], 70, 67
-    if sum(costs) <= single:
-        return 1
-    segments, used = 1, 0
-    for cost in costs:
-        if used + cost > part:
-            segments, used = segments + 1, 0
-        used += cost
-    return segments
+    """SMS segments as carriers count them (`nurture.sms_encoding`); an empty body is one."""
+    return max(1, measure(body).segments)
 
 
 def twilio_error(status: int, code: int, message: str) -> JSONResponse:

@@ -68,6 +68,10 @@ final as (
             'FMDay DD Mon YYYY, HH24:MI'
         ) || ' (' || coalesce(zones.time_zone, webinars.webinar_time_zone) || ')'
             as starts_at_local,
+        -- The same as a wall-clock timestamp and its zone, for templates to word per locale.
+        webinars.starts_at at time zone coalesce(zones.time_zone, webinars.webinar_time_zone)
+            as local_start_time,
+        coalesce(zones.time_zone, webinars.webinar_time_zone) as local_time_zone,
         webinars.join_url,
         webinars.recording_url,
         contacts.email,
