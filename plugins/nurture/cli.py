@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     af_settings = commands.add_parser("airflow-settings",
                                       help="load airflow_settings.yaml into Airflow")
     af_settings.set_defaults(handler=cmd_airflow_settings)
+
+    bench = commands.add_parser("bench", help="measure every stage on a synthetic warehouse")
+    bench.add_argument("--contacts", type=int, default=1_000_000)
+    bench.add_argument("--events", type=int, help="activity and message events "
+                       "(default: 20 per contact)")
+    bench.add_argument("--seed", type=int, default=7)
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
@@ -380,6 +388,27 @@ def _masked(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
+
+
+def cmd_bench(args) -> int:
+    from nurture.bench import measure
+    from nurture.bench.synthetic import Size
+
+    if args.contacts < 1:
+        raise NurtureError("--contacts must be at least 1")
+    size = Size(args.contacts, args.events if args.events is not None else 20 * args.contacts,
+                args.seed)
+    log_file = settings.STATE_DIR / "logs" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # Airflow, dbt and GX log to stdout: into the log file, so stdout holds only the report;
+    # progress and stage names still reach the terminal.
+    with (open(os.dup(2), "w") as terminal, _output_to(log_file),
+          measure.progress_bars(size, terminal, quiet=args.json) as progress):
+        report = measure.run(size, progress=progress, say=(
+            (lambda line: None) if args.json else lambda line: print(line, file=terminal)))
+    print(json.dumps(report, indent=2) if args.json else measure.format_table(report))
+    print(f"log: {log_file}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

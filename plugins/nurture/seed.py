@@ -212,10 +212,7 @@ def load(conn, data: Dataset) -> dict[str, int]:
                 cur.execute(f"drop table if exists raw.{table} cascade")
                 cur.execute(f"create table raw.{table} ({columns})")
             cur.execute(f"truncate raw.{table}")
-            buffer = io.StringIO()
-            for row in data.tables[table]:
-                buffer.write("\t".join(_copy_value(v) for v in row) + "\n")
-            buffer.seek(0)
+            buffer = io.StringIO("".join(copy_line(row) for row in data.tables[table]))
             cur.copy_expert(f"copy raw.{table} from stdin", buffer)
     ledger.ensure_schema(conn)
     return {table: len(rows) for table, rows in data.tables.items()}
@@ -225,6 +222,11 @@ def _column_names(cur, table: str) -> list[str]:
     cur.execute("select column_name from information_schema.columns where table_schema = 'raw'"
                 " and table_name = %s order by ordinal_position", (table,))
     return [name for (name,) in cur.fetchall()]
+
+
+def copy_line(row: tuple) -> str:
+    """A row in COPY's text format."""
+    return "\t".join(_copy_value(value) for value in row) + "\n"
 
 
 def _copy_value(value) -> str:

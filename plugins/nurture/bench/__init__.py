@@ -1,0 +1,2 @@
+"""`nurture bench`: a synthetic warehouse of a given size, and what each stage of a
+program costs on it (see `measure`)."""

@@ -1,0 +1,154 @@
+"""Measure each stage on a synthetic warehouse, in its own embedded PostgreSQL
+(`.nurture/bench/`), so the demo warehouse is never touched.
+
+Figures are wall-clock seconds on whatever machine runs it; nothing here asserts a target.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import TextIO
+
+from nurture import settings, warehouse
+from nurture.bench.synthetic import Size, append_day, load, now_utc
+
+# Keys of the JSON report; those still None are not measured yet (see the README).
+KEYS = ("contacts", "events", "load_s", "dbt_full_s", "dbt_incremental_s", "guard_s",
+        "plan_s", "dispatch_email_per_s", "dispatch_email_baseline_per_s",
+        "dispatch_sms_per_s", "sms_rate_limit_per_s", "emulator_ceiling_per_s",
+        "dag_parse_s", "dispatcher_peak_rss_mb")
+
+
+@contextmanager
+def _timer(into: dict, key: str):
+    start = time.perf_counter()
+    yield
+    into[key] = round(time.perf_counter() - start, 2)
+
+
+def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows: None,
+        say: Callable[[str], None] = print) -> dict:
+    """Every measurement, in order; returns the report (KEYS, plus per-program detail)."""
+    from nurture import airflow_env, catalog
+
+    airflow_env.configure()  # the DAG parse below runs Airflow
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    report: dict = dict.fromkeys(KEYS) | {"contacts": size.contacts, "events": size.events,
+                                          "machine": _machine()}
+    server = warehouse.EmbeddedWarehouse(settings.STATE_DIR / "bench" / "warehouse")
+    url = server.start()
+    warehouse.export_env(url)
+    now = now_utc()
+    try:
+        say(f"loading {size.contacts:,} contacts and {size.events:,} events (COPY)")
+        with warehouse.connect() as conn, _timer(report, "load_s"):
+            report["rows"] = load(conn, size, now=now, progress=progress)
+        say("dbt build --full-refresh")
+        with _timer(report, "dbt_full_s"):
+            _dbt("build", "--full-refresh")
+        with warehouse.connect() as conn:
+            report["rows_added_for_incremental"] = append_day(conn, size, now=now)
+        say("dbt build after one more day of events")
+        with _timer(report, "dbt_incremental_s"):
+            _dbt("build")
+        programs = catalog.programs()
+        report["guard"] = {name: _guard(program) for name, program in programs.items()}
+        report["plan"] = {name: _plan(program) for name, program in programs.items()}
+        report["guard_s"] = max(g["seconds"] for g in report["guard"].values())
+        report["plan_s"] = max(p["seconds"] for p in report["plan"].values())
+        say("parsing dags/")
+        report["dag_parse_s"] = _dag_parse_seconds()
+    finally:
+        server.stop()
+    return report
+
+
+def _dbt(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "nurture.cli", "dbt", *args, "--quiet"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+
+def _guard(program) -> dict:
+    from nurture import tasks
+    from nurture.exceptions import GuardFailed
+
+    start = time.perf_counter()
+    try:
+        outcome = tasks.check_audience(program, run_id=f"bench-{time.time_ns()}")
+        passed, detail = True, outcome["row_count"]
+    except GuardFailed as failed:
+        passed, detail = False, str(failed).split(". Full result")[0]
+    return {"seconds": round(time.perf_counter() - start, 2), "passed": passed,
+            "detail": detail}
+
+
+def _plan(program) -> dict:
+    """A dry run of the planner: the whole decision, written nowhere."""
+    from nurture import tasks
+
+    start = time.perf_counter()
+    made = tasks.plan(program, run_id=f"bench-{time.time_ns()}", dry_run=True)
+    planned = sum(counts.get("planned", 0) for counts in made["counts"].values())
+    return {"seconds": round(time.perf_counter() - start, 2), "planned": planned}
+
+
+def _dag_parse_seconds() -> float:
+    """dags/ parsed in a fresh interpreter by Airflow's DagBag; the sum of the per-file
+    durations it records, as its DAG processor reports them."""
+    code = ("from airflow.dag_processing.dagbag import DagBag;"
+            f"bag = DagBag(dag_folder={str(settings.DAGS_FOLDER)!r});"
+            "assert not bag.import_errors, bag.import_errors;"
+            "print(sum(s.duration.total_seconds() for s in bag.dagbag_stats))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    return round(float(result.stdout.strip().splitlines()[-1]), 2)
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+@contextmanager
+def progress_bars(size: Size, terminal: TextIO, *, quiet: bool = False):
+    """A progress bar per raw table while the synthetic data loads."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from nurture.bench.synthetic import expected_rows
+
+    with Progress(disable=quiet, console=Console(file=terminal)) as bars:
+        tasks: dict[str, int] = {}
+
+        def advance(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = bars.add_task(table, total=expected_rows(size, table))
+            bars.advance(tasks[table], rows)
+
+        yield advance
+
+
+def format_table(report: dict) -> str:
+    """The report as a plain-text table, the per-program guard and plan times below it."""
+    lines = [f"nurture bench on {report['machine']}", ""]
+    for key in KEYS:
+        value = report[key]
+        shown = "not measured yet" if value is None else (
+            f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
+        lines.append(f"{key:<32}{shown:>20}")
+    lines.append("")
+    for name in report.get("plan", {}):
+        guard, plan = report["guard"][name], report["plan"][name]
+        verdict = "passed" if guard["passed"] else f"refused: {guard['detail']}"
+        lines.append(f"{name:<22} guard {guard['seconds']:>7.2f} s ({verdict})"
+                     f"   plan {plan['seconds']:>7.2f} s ({plan['planned']:,} planned)")
+    return "\n".join(lines)

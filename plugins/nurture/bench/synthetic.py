@@ -1,0 +1,252 @@
+"""A synthetic warehouse of any size, deterministic for a seed, streamed into the raw
+tables with COPY: contacts with consents, sign-ups and lead profiles, and their activity
+(app events, page visits, form fills) and message events (SendGrid), spread over a year.
+
+Rows are generated in chunks and handed to COPY as they are made, so memory stays flat
+whatever the size. Shapes are those of the demo data (`nurture.seed.RAW_TABLES`).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nurture import seed
+from nurture.seed_leads import SITE
+from nurture.seed_surveys import ACCOUNT_MANAGERS, USERS
+from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
+
+CHUNK = 20_000  # contacts per generated chunk
+SPAN = timedelta(days=365)  # activity falls within the year before `now`
+WEBINARS = 20
+# How the events divide between tables (shares of `events`).
+NURTURE_STATE_TABLES = ("nurture.message_ledger", "nurture.guard_results",
+                        "nurture.run_summaries", "nurture.upcoming_messages")
+EVENT_SHARES = {"events": 0.45, "page_visits": 0.25, "form_fills": 0.02,
+                "sendgrid_events": 0.28}
+ZONES = ("Europe/Helsinki", "Europe/Stockholm", "Europe/Berlin", "America/New_York",
+         "America/Los_Angeles", "Asia/Tokyo")
+LOCALES = ("en", "fi", "sv")
+APP_EVENTS = ("logged_in", "logged_in", "report_viewed", "data_source_added", "activated")
+PAGES = ("/pricing", "/docs/getting-started", "/case-studies", "/blog/lifecycle", "/security")
+FORMS = ("newsletter", "ebook_download", "demo_request", "contact_sales")
+EMAIL_EVENTS = ("delivered", "delivered", "open", "open", "click", "bounce", "unsubscribe")
+
+
+@dataclass(frozen=True)
+class Size:
+    contacts: int
+    events: int
+    seed: int = 7
+
+    def per_contact(self, table: str) -> float:
+        return self.events * EVENT_SHARES[table] / self.contacts
+
+
+def load(conn, size: Size, *, now: datetime, progress: Callable[[str, int], None]) -> dict:
+    """Replace the raw tables with a synthetic warehouse of `size`; rows per table.
+    `progress(table, rows)` is called as rows are loaded."""
+    empty = seed.Dataset(loaded_at=now, tables={name: [] for name in seed.RAW_TABLES})
+    seed.load(conn, empty)  # tables made and emptied, as the demo loader does
+    counts = {}
+    with conn.cursor() as cur:
+        # and what earlier runs left: provider events, decisions, guard history
+        cur.execute("truncate " + ", ".join((*PROVIDER_EVENT_TABLES, *NURTURE_STATE_TABLES)))
+        for table, rows in _tables(size, now).items():
+            stream = _LineStream(rows(), lambda n, table=table: progress(table, n))
+            cur.copy_expert(f"copy raw.{table} from stdin", stream)
+            counts[table] = stream.rows
+        # Statistics now, as a loader should: before autovacuum gets to fresh tables, the
+        # planner would take them for empty and pick nested loops over millions of rows.
+        cur.execute("analyze")
+    return counts
+
+
+def expected_rows(size: Size, table: str) -> int | None:
+    """About how many rows `load` makes for `table` (for progress bars)."""
+    if table in EVENT_SHARES:
+        return round(size.events * EVENT_SHARES[table])
+    return {"crm_contacts": size.contacts, "consents": round(size.contacts * 2.1),
+            "signups": round(size.contacts * 0.6),
+            "lead_profiles": round(size.contacts * 0.2),
+            "support_tickets": round(size.contacts * 0.05), "webinars": WEBINARS,
+            "webinar_registrations": round(size.contacts * 0.03)}.get(table)
+
+
+def append_day(conn, size: Size, *, now: datetime) -> int:
+    """One more day of activity and message events after `now` (for an incremental build);
+    returns the rows added."""
+    day = Size(size.contacts, round(size.events * timedelta(days=1) / SPAN), size.seed + 1)
+    added = 0
+    with conn.cursor() as cur:
+        for table in EVENT_SHARES:
+            stream = _LineStream(_event_rows(table, day, now + timedelta(days=1),
+                                             span=timedelta(days=1), prefix="D"),
+                                 lambda n: None)
+            cur.copy_expert(f"copy raw.{table} from stdin", stream)
+            added += stream.rows
+            cur.execute(f"analyze raw.{table}")
+    return added
+
+
+def _tables(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]]]:
+    return {
+        "crm_users": lambda: iter([(*user, now) for user in USERS]),
+        "crm_contacts": lambda: _contacts(size, now),
+        "consents": lambda: _consents(size, now),
+        "signups": lambda: _signups(size, now),
+        "lead_profiles": lambda: _lead_profiles(size, now),
+        "support_tickets": lambda: _support_tickets(size, now),
+        "webinars": lambda: _webinars(now),
+        "webinar_registrations": lambda: _registrations(size, now),
+        **{table: (lambda table=table: _event_rows(table, size, now, span=SPAN, prefix="E"))
+           for table in EVENT_SHARES},
+    }
+
+
+def _contact_numbers(size: Size) -> Iterator[tuple[random.Random, range]]:
+    """Chunks of contact numbers, each with its own seeded generator (deterministic and
+    independent of chunk order)."""
+    for start in range(0, size.contacts, CHUNK):
+        yield random.Random(size.seed * 1_000_003 + start), range(start,
+                                                                 min(start + CHUNK, size.contacts))
+
+
+def _created_at(rng: random.Random, now: datetime) -> datetime:
+    return now - SPAN * rng.random() - timedelta(days=1)
+
+
+def _contacts(size: Size, now: datetime) -> Iterator[tuple]:
+    for rng, numbers in _contact_numbers(size):
+        for n in numbers:
+            created = _created_at(rng, now)
+            stage = rng.choices(("subscriber", "customer", "lead"), (70, 10, 20))[0]
+            first = rng.choice(seed.FIRST_NAMES)
+            yield (f"B{n:08d}", f"{first.lower()}.{n}@example.com", f"+35840{n:08d}",
+                   first, rng.choice(seed.LAST_NAMES), rng.choice(ZONES),
+                   rng.choice(LOCALES), stage, created, created, created, now,
+                   rng.choice(ACCOUNT_MANAGERS) if stage == "lead" else None)
+
+
+def _consents(size: Size, now: datetime) -> Iterator[tuple]:
+    for rng, numbers in _contact_numbers(size):
+        for n in numbers:
+            created = _created_at(rng, now)
+            for channel in ("email", "sms"):
+                yield (f"B{n:08d}-{channel}-1", f"B{n:08d}", channel, "opted_in",
+                       "signup_form", created, now)
+                if rng.random() < 0.05:
+                    yield (f"B{n:08d}-{channel}-2", f"B{n:08d}", channel, "opted_out", "crm",
+                           created + timedelta(days=rng.randint(1, 60)), now)
+
+
+def _signups(size: Size, now: datetime) -> Iterator[tuple]:
+    for rng, numbers in _contact_numbers(size):
+        for n in numbers:
+            if rng.random() < 0.6:
+                yield (f"BS{n:08d}", f"B{n:08d}", rng.choice(("free", "team")),
+                       _created_at(rng, now), now)
+
+
+def _lead_profiles(size: Size, now: datetime) -> Iterator[tuple]:
+    for rng, numbers in _contact_numbers(size):
+        for n in numbers:
+            if rng.random() < 0.2:
+                yield (f"B{n:08d}", rng.choice(("Analyst", "Head of Data", "CTO", "Engineer")),
+                       rng.choice(("individual", "manager", "director", "executive")),
+                       f"Company {n % 50_000}", rng.choice((8, 40, 250, 1200, 8000)),
+                       rng.choice(("software", "retail", "finance", "education")),
+                       rng.choice(("yes", "no", None)), rng.choice(("yes", "no", None)),
+                       rng.choice(("yes", "no", None)),
+                       rng.choice(("this_quarter", "this_year", None)),
+                       _created_at(rng, now), now)
+
+
+def _support_tickets(size: Size, now: datetime) -> Iterator[tuple]:
+    for rng, numbers in _contact_numbers(size):
+        for n in numbers:
+            if rng.random() < 0.05:
+                opened = _created_at(rng, now)
+                closed = opened + timedelta(hours=rng.randint(1, 96))
+                yield (f"BT{n:08d}", f"B{n:08d}", "Export is slow", "closed", opened,
+                       min(closed, now), now)
+
+
+def _webinar_start(number: int, now: datetime) -> datetime:
+    """Webinars every three days, half of them past."""
+    return (now + timedelta(days=3 * (number - WEBINARS // 2))).replace(minute=0, second=0)
+
+
+def _webinars(now: datetime) -> Iterator[tuple]:
+    for number in range(WEBINARS):
+        yield (f"BW{number:03d}", f"Webinar {number}", _webinar_start(number, now),
+               "Europe/Helsinki", 60, 2_000, "subscriber",
+               f"https://live.nurture.example/bw{number:03d}",
+               f"https://nurture.example/recordings/bw{number:03d}", now)
+
+
+def _registrations(size: Size, now: datetime) -> Iterator[tuple]:
+    for rng, numbers in _contact_numbers(size):
+        for n in numbers:
+            if rng.random() < 0.03:
+                number = rng.randrange(WEBINARS)
+                registered = _webinar_start(number, now) - timedelta(days=rng.randint(1, 10))
+                yield (f"BR{n:08d}", f"BW{number:03d}", f"B{n:08d}", min(registered, now),
+                       None, now)
+
+
+def _event_rows(table: str, size: Size, end: datetime, *, span: timedelta,
+                prefix: str) -> Iterator[tuple]:
+    """`size.per_contact(table)` rows per contact on average, at times in (end - span, end]."""
+    mean = size.per_contact(table)
+    table_seed = size.seed + 1 + list(EVENT_SHARES).index(table)
+    for rng, numbers in _contact_numbers(Size(size.contacts, size.events, table_seed)):
+        for n in numbers:
+            count = int(mean) + (rng.random() < mean - int(mean))
+            for i in range(count):
+                at = end - span * rng.random()
+                yield _event(table, rng, f"{prefix}{n:08d}-{i}", f"B{n:08d}", at, end)
+
+
+def _event(table: str, rng: random.Random, event_id: str, contact_id: str, at: datetime,
+           loaded: datetime) -> tuple:
+    if table == "events":
+        return (event_id, contact_id, rng.choice(APP_EVENTS), at, loaded)
+    if table == "page_visits":
+        return (event_id, contact_id, SITE + rng.choice(PAGES), at, loaded)
+    if table == "form_fills":
+        return (event_id, contact_id, rng.choice(FORMS), at, loaded)
+    event = rng.choice(EMAIL_EVENTS)
+    payload = {"email": f"{contact_id.lower()}@example.com", "event": event,
+               "timestamp": int(at.timestamp()), "sg_event_id": event_id,
+               "sg_message_id": f"msg-{event_id}", "contact_id": contact_id}
+    return (event_id, event, loaded, json.dumps(payload))
+
+
+class _LineStream(io.TextIOBase):
+    """Rows as COPY text, made as COPY asks for them: each read returns the next few
+    thousand lines (psycopg2 sends whatever length a read returns)."""
+
+    def __init__(self, rows: Iterator[tuple], progress: Callable[[int], None]) -> None:
+        self._rows = rows
+        self._progress = progress
+        self.rows = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> str:
+        lines = [seed.copy_line(row) for row in itertools.islice(self._rows, 2_000)]
+        self.rows += len(lines)
+        if lines:
+            self._progress(len(lines))
+        return "".join(lines)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)

@@ -1,0 +1,47 @@
+"""`nurture bench` on a tiny synthetic warehouse: the data is deterministic, loads with
+COPY, and every stage reports a figure (the figures themselves are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from nurture.bench import measure
+from nurture.bench.synthetic import Size, _tables
+
+
+def rows_of(size: Size, table: str) -> list[tuple]:
+    return list(_tables(size, datetime(2026, 6, 1, tzinfo=UTC))[table]())
+
+
+def test_the_synthetic_data_is_the_same_for_a_seed_and_differs_across_seeds():
+    size = Size(contacts=500, events=5_000)
+    for table in ("crm_contacts", "events", "sendgrid_events"):
+        assert rows_of(size, table) == rows_of(size, table)
+    assert rows_of(size, "events") != rows_of(Size(500, 5_000, seed=8), "events")
+
+
+def test_events_divide_between_activity_and_message_tables_as_asked():
+    size = Size(contacts=1_000, events=20_000)
+    total = sum(len(rows_of(size, t)) for t in ("events", "page_visits", "form_fills",
+                                                 "sendgrid_events"))
+    assert abs(total - 20_000) < 20_000 * 0.02
+    assert len(rows_of(size, "crm_contacts")) == 1_000
+
+
+def test_bench_reports_every_key_as_json(state_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "bench", "--contacts", "300", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert set(measure.KEYS) <= set(report)
+    assert (report["contacts"], report["events"]) == (300, 6_000)
+    assert report["rows"]["crm_contacts"] == 300
+    for key in ("load_s", "dbt_full_s", "dbt_incremental_s", "guard_s", "plan_s",
+                "dag_parse_s"):
+        assert report[key] > 0, key
+    assert set(report["plan"]) == {"onboarding", "webinar", "satisfaction_survey", "nurture"}
