@@ -8,15 +8,13 @@ consents as (
 
 ),
 
+-- `distinct on`, not a row_number() = 1 filter, for the planner's row estimate (see
+-- int_contacts_deduplicated).
 latest as (
 
-    select
-        *,
-        row_number() over (
-            partition by contact_id, channel
-            order by changed_at desc, is_opted_in asc
-        ) as recency_rank
+    select distinct on (contact_id, channel) *
     from consents
+    order by contact_id, channel, changed_at desc, is_opted_in asc
 
 ),
 
@@ -29,7 +27,6 @@ pivoted as (
         max(changed_at) filter (where channel = 'email') as email_consent_changed_at,
         max(changed_at) filter (where channel = 'sms') as sms_consent_changed_at
     from latest
-    where recency_rank = 1
     group by contact_id
 
 )

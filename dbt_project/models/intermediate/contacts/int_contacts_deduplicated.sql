@@ -1,4 +1,7 @@
 -- A CRM merge can export the same contact twice: keep the most recently updated row.
+-- `distinct on` rather than a row_number() = 1 filter: PostgreSQL estimates its rows from
+-- the contact_id statistics, where it would take the filter for 0.5% of the rows and plan
+-- the marts' joins over this view as nested loops (minutes at 100,000 contacts).
 with
 
 contacts as (
@@ -7,17 +10,12 @@ contacts as (
 
 ),
 
-ranked as (
+latest as (
 
-    select
-        *,
-        row_number() over (
-            partition by contact_id
-            order by updated_at desc nulls last, loaded_at desc
-        ) as recency_rank
+    select distinct on (contact_id) *
     from contacts
+    order by contact_id, updated_at desc nulls last, loaded_at desc
 
 )
 
-select * from ranked
-where recency_rank = 1
+select * from latest
