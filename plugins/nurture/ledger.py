@@ -216,19 +216,24 @@ def claim_batch(conn, *, program: str, dag_run_id: str, channel: str, batch_no: 
             """,
             key,
         )
+        # The rows are chosen once, in a materialized CTE: as an `in (subquery)` the planner
+        # may run the subquery again per row, and with `skip locked` claim past the limit.
         cur.execute(
             """
-            update nurture.message_ledger
+            with chosen as materialized (
+                select ledger_id from nurture.message_ledger
+                 where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
+                   and state = 'planned'
+                 order by ledger_id
+                 limit %s
+                   for update skip locked
+            )
+            update nurture.message_ledger as ledger
                set state = 'sending', updated_at = now()
-             where ledger_id in (
-                   select ledger_id from nurture.message_ledger
-                    where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
-                      and state = 'planned'
-                    order by ledger_id
-                    limit %s
-                      for update skip locked)
-            returning ledger_id::text, program, step, contact_id, enrollment_id, channel,
-                      recipient, locale
+              from chosen
+             where ledger.ledger_id = chosen.ledger_id
+            returning ledger.ledger_id::text, ledger.program, ledger.step, ledger.contact_id,
+                      ledger.enrollment_id, ledger.channel, ledger.recipient, ledger.locale
             """,
             (*key, limit),
         )
