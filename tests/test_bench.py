@@ -45,3 +45,16 @@ def test_bench_reports_every_key_as_json(state_dir):
                 "dag_parse_s"):
         assert report[key] > 0, key
     assert set(report["plan"]) == {"onboarding", "webinar", "satisfaction_survey", "nurture"}
+
+
+def allocate(gigabytes: int) -> dict:
+    blocks = [bytearray(2**30) for _ in range(gigabytes)]
+    return {"seconds": 0.0, "held": len(blocks)}
+
+
+def test_a_stage_that_outgrows_its_memory_is_reported_not_fatal():
+    limit = 4 * 2**30
+    assert measure._in_child(allocate, 1, memory_limit=limit)["held"] == 1
+    outgrown = measure._in_child(allocate, 8, memory_limit=limit)
+    assert outgrown["error"] == "ran out of its 4 GB"
+    assert outgrown["peak_rss_mb"] < 4 * 1024

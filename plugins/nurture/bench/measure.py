@@ -18,18 +18,25 @@ from typing import TextIO
 from nurture import settings, warehouse
 from nurture.bench.synthetic import Size, append_day, load, now_utc
 
-# Keys of the JSON report; those still None are not measured yet (see the README).
+# Keys of the JSON report; None: not measured (dispatch: not yet built; plan_s: a program
+# could not be planned, see "plan").
 KEYS = ("contacts", "events", "load_s", "dbt_full_s", "dbt_incremental_s", "guard_s",
         "plan_s", "dispatch_email_per_s", "dispatch_email_baseline_per_s",
         "dispatch_sms_per_s", "sms_rate_limit_per_s", "emulator_ceiling_per_s",
         "dag_parse_s", "dispatcher_peak_rss_mb")
 
 
+PLAN_MEMORY_LIMIT = 10 * 2**30  # address space of the process planning one program
+
+
 @contextmanager
-def _timer(into: dict, key: str):
+def _timer(into: dict, key: str, say: Callable[[str], None]):
+    """Time the block into `into[key]`, and say it at once (a long run keeps what it has
+    measured even if a later stage fails)."""
     start = time.perf_counter()
     yield
     into[key] = round(time.perf_counter() - start, 2)
+    say(f"  {key}: {into[key]}")
 
 
 def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows: None,
@@ -47,21 +54,27 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
     now = now_utc()
     try:
         say(f"loading {size.contacts:,} contacts and {size.events:,} events (COPY)")
-        with warehouse.connect() as conn, _timer(report, "load_s"):
+        with warehouse.connect() as conn, _timer(report, "load_s", say):
             report["rows"] = load(conn, size, now=now, progress=progress)
         say("dbt build --full-refresh")
-        with _timer(report, "dbt_full_s"):
+        with _timer(report, "dbt_full_s", say):
             _dbt("build", "--full-refresh")
         with warehouse.connect() as conn:
             report["rows_added_for_incremental"] = append_day(conn, size, now=now)
         say("dbt build after one more day of events")
-        with _timer(report, "dbt_incremental_s"):
+        with _timer(report, "dbt_incremental_s", say):
             _dbt("build")
         programs = catalog.programs()
-        report["guard"] = {name: _guard(program) for name, program in programs.items()}
-        report["plan"] = {name: _plan(program) for name, program in programs.items()}
+        report["guard"], report["plan"] = {}, {}
+        for name, program in programs.items():
+            report["guard"][name] = _guard(program)
+            say(f"  guard {name}: {report['guard'][name]}")
+            report["plan"][name] = _in_child(_plan, program, memory_limit=PLAN_MEMORY_LIMIT)
+            say(f"  plan {name}: {report['plan'][name]}")
         report["guard_s"] = max(g["seconds"] for g in report["guard"].values())
-        report["plan_s"] = max(p["seconds"] for p in report["plan"].values())
+        # The slowest program's; none when one could not be planned at all.
+        if all("error" not in p for p in report["plan"].values()):
+            report["plan_s"] = max(p["seconds"] for p in report["plan"].values())
         say("parsing dags/")
         report["dag_parse_s"] = _dag_parse_seconds()
     finally:
@@ -98,6 +111,32 @@ def _plan(program) -> dict:
     made = tasks.plan(program, run_id=f"bench-{time.time_ns()}", dry_run=True)
     planned = sum(counts.get("planned", 0) for counts in made["counts"].values())
     return {"seconds": round(time.perf_counter() - start, 2), "planned": planned}
+
+
+def _in_child(measure: Callable[..., dict], *args, memory_limit: int) -> dict:
+    """`measure(*args)` in a forked process limited to `memory_limit` bytes of address
+    space, with its peak memory: a stage that does not scale fails there, not the machine."""
+    import multiprocessing
+    import resource
+
+    def child(pipe) -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        start = time.perf_counter()
+        try:
+            result = measure(*args)
+        except MemoryError:
+            result = {"seconds": round(time.perf_counter() - start, 2),
+                      "error": f"ran out of its {memory_limit / 2**30:.0f} GB"}
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        pipe.send(result | {"peak_rss_mb": round(peak_kb / 1024)})
+
+    parent, child_end = multiprocessing.get_context("fork").Pipe()
+    process = multiprocessing.get_context("fork").Process(target=child, args=(child_end,))
+    process.start()
+    process.join()
+    if not parent.poll():
+        return {"error": f"the measuring process died (exit code {process.exitcode})"}
+    return parent.recv()
 
 
 def _dag_parse_seconds() -> float:
@@ -142,13 +181,15 @@ def format_table(report: dict) -> str:
     lines = [f"nurture bench on {report['machine']}", ""]
     for key in KEYS:
         value = report[key]
-        shown = "not measured yet" if value is None else (
+        shown = "not measured" if value is None else (
             f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
         lines.append(f"{key:<32}{shown:>20}")
     lines.append("")
     for name in report.get("plan", {}):
         guard, plan = report["guard"][name], report["plan"][name]
         verdict = "passed" if guard["passed"] else f"refused: {guard['detail']}"
+        planned = plan.get("error") or f"{plan['planned']:,} planned"
         lines.append(f"{name:<22} guard {guard['seconds']:>7.2f} s ({verdict})"
-                     f"   plan {plan['seconds']:>7.2f} s ({plan['planned']:,} planned)")
+                     f"   plan {plan.get('seconds', 0):>7.2f} s ({planned},"
+                     f" peak {plan.get('peak_rss_mb', '?')} MB)")
     return "\n".join(lines)
