@@ -405,7 +405,8 @@ def cmd_bench(args) -> int:
     with (open(os.dup(2), "w") as terminal, _output_to(log_file),
           measure.progress_bars(size, terminal, quiet=args.json) as progress):
         report = measure.run(size, progress=progress, say=(
-            (lambda line: None) if args.json else lambda line: print(line, file=terminal)))
+            (lambda line: None) if args.json
+            else lambda line: print(line, file=terminal, flush=True)))
     print(json.dumps(report, indent=2) if args.json else measure.format_table(report))
     print(f"log: {log_file}", file=sys.stderr)
     return 0
