@@ -19,3 +19,8 @@ def test_every_dag_file_defines_its_program():
 def test_an_unknown_program_is_named_with_the_known_ones():
     with pytest.raises(NurtureError, match="no program 'winback'; known: nurture, onboarding"):
         catalog.program("winback")
+
+
+def test_a_dag_file_is_run_again_only_when_it_changes():
+    first = catalog.programs()
+    assert catalog.programs()["onboarding"] is first["onboarding"]

@@ -55,11 +55,16 @@ def names() -> tuple[str, str]:
     return f"cap_high_{suffix}", f"cap_low_{suffix}"
 
 
-def test_the_first_program_due_takes_the_week_and_the_other_waits(contact):
+def both_due_now(contact_id: str) -> tuple[str, str]:
+    """Two new programs (high, low), each with the contact due an hour ago."""
     high, low = names()
-    now = datetime.now(UTC)
-    audience(high, contact, now - timedelta(hours=1))
-    audience(low, contact, now - timedelta(hours=1))
+    for name in (high, low):
+        audience(name, contact_id, datetime.now(UTC) - timedelta(hours=1))
+    return high, low
+
+
+def test_the_first_program_due_takes_the_week_and_the_other_waits(contact):
+    high, low = both_due_now(contact)
     assert plan(program(high, priority=90)) == {"planned": 1}
     assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}  # waits...
     assert states(contact) == {high: ("planned", None),
@@ -67,10 +72,7 @@ def test_the_first_program_due_takes_the_week_and_the_other_waits(contact):
 
 
 def test_a_deferred_message_goes_out_when_the_cap_has_room(contact):
-    high, low = names()
-    now = datetime.now(UTC)
-    audience(high, contact, now - timedelta(hours=1))
-    audience(low, contact, now - timedelta(hours=1))
+    high, low = both_due_now(contact)
     plan(program(high, priority=90))
     assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}
     assert plan(program(low, priority=10)) == {"frequency_cap_full": 1}  # still one row
@@ -79,13 +81,10 @@ def test_a_deferred_message_goes_out_when_the_cap_has_room(contact):
 
 
 def test_a_deferred_message_closes_when_its_contact_leaves_the_audience(contact):
-    high, low = names()
-    now = datetime.now(UTC)
-    audience(high, contact, now - timedelta(hours=1))
-    audience(low, contact, now - timedelta(hours=1))
+    high, low = both_due_now(contact)
     plan(program(high, priority=90))
     plan(program(low, priority=10))
-    audience(low, "SOMEONE-ELSE", now - timedelta(hours=1))
+    audience(low, "SOMEONE-ELSE", datetime.now(UTC) - timedelta(hours=1))
     assert plan(program(low, priority=10))["left_audience"] == 1
     assert states(contact)[low] == ("skipped", "left_audience")
 
@@ -113,19 +112,13 @@ def test_a_higher_priority_program_takes_no_room_from_a_lower_one_it_outranks(co
 
 
 def test_a_program_that_drops_capped_messages_records_it(contact):
-    high, low = names()
-    now = datetime.now(UTC)
-    audience(high, contact, now - timedelta(hours=1))
-    audience(low, contact, now - timedelta(hours=1))
+    high, low = both_due_now(contact)
     plan(program(high, priority=90))
     assert plan(program(low, priority=10, when_capped="drop")) == {"frequency_capped": 1}
     assert states(contact)[low] == ("skipped", "frequency_capped")
 
 
 def test_a_higher_cap_lets_both_through(contact):
-    high, low = names()
-    now = datetime.now(UTC)
-    audience(high, contact, now - timedelta(hours=1))
-    audience(low, contact, now - timedelta(hours=1))
+    high, low = both_due_now(contact)
     plan(program(high, priority=90), cap=2)
     assert plan(program(low, priority=10), cap=2) == {"planned": 1}

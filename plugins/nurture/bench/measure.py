@@ -7,6 +7,7 @@ Figures are wall-clock seconds on whatever machine runs it; nothing here asserts
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -152,8 +153,6 @@ def _dag_parse_seconds() -> float:
 
 
 def _machine() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
