@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
                                       help="load airflow_settings.yaml into Airflow")
     af_settings.set_defaults(handler=cmd_airflow_settings)
 
+    rec = commands.add_parser("reconcile", help="settle `unknown` messages that provider "
+                              "events have since proved sent")
+    rec.add_argument("program", nargs="?", help="one program (default: all)")
+    rec.set_defaults(handler=cmd_reconcile)
+
     bench = commands.add_parser("bench", help="measure every stage on a synthetic warehouse")
     bench.add_argument("--contacts", type=int, default=1_000_000)
     bench.add_argument("--events", type=int, help="activity and message events "
@@ -209,6 +214,20 @@ def cmd_seed(args) -> int:
         counts = seed.load(conn, seed.build())
     rows = ", ".join(f"{table}: {n}" for table, n in counts.items())
     print(f"demo dataset loaded into {_masked(url)} (raw schema) — {rows}")
+    return 0
+
+
+def cmd_reconcile(args) -> int:
+    from nurture import ledger, reconcile, warehouse
+
+    with warehouse.connect(warehouse.resolve_url()) as conn:
+        ledger.ensure_schema(conn)
+        counts = reconcile.reconcile(conn, args.program)
+    for program, count in sorted(counts.items()):
+        print(f"{program}: {count['reconciled']} proved sent by provider events, "
+              f"{count['still_unknown']} still unknown")
+    if not counts:
+        print("no message has an unknown outcome")
     return 0
 
 

@@ -39,10 +39,10 @@ def build_dag(program: Program):
     ) as dag:
 
         @task(retries=0)
-        def prepare() -> None:
+        def prepare() -> dict:
             from nurture import tasks
 
-            tasks.prepare()
+            return tasks.prepare(program)
 
         @task(retries=0)
         def guard(run_id=None) -> dict:

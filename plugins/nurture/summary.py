@@ -100,6 +100,10 @@ def format_table(summary: Mapping) -> str:
     if holdout.get("held_out"):
         lines.append(f"holdout ({holdout['share']:.0%} of the audience): "
                      f"{holdout['held_out']} message(s) held out")
+    unknown = summary.get("unknown") or {}
+    if unknown.get("reconciled") or unknown.get("still_unknown"):
+        lines.append(f"unknown outcome (never re-sent): {unknown['reconciled']} since proved "
+                     f"sent by provider events, {unknown['still_unknown']} still unknown")
     for test in summary.get("tests") or ():
         outcome = test["state"] + (f" ({test['reason']})" if test.get("reason") else "")
         lines.append(f"test: {test['step']} to {test['recipient']} (as contact "

@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nurture import guard, ledger, planner, policies, settings, summary, test_sends, warehouse
+from nurture import (
+    guard,
+    ledger,
+    planner,
+    policies,
+    reconcile,
+    settings,
+    summary,
+    test_sends,
+    warehouse,
+)
 from nurture.dispatcher import Dispatch, dispatch_batch, render
 from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
@@ -26,10 +36,12 @@ BATCH_SIZE = 500
 MAX_SOURCE_AGE = timedelta(hours=24)
 
 
-def prepare() -> None:
-    """Create Nurture's own tables if this warehouse has never seen them."""
+def prepare(program: Program | None = None) -> dict:
+    """Create Nurture's own tables if this warehouse has never seen them, and settle the
+    program's `unknown` messages that provider events have since proved sent."""
     with warehouse.connect() as conn:
         ledger.ensure_schema(conn)
+        return reconcile.reconcile(conn, program.name if program else None)
 
 
 def check_audience(program: Program, *, run_id: str) -> dict:
@@ -191,6 +203,9 @@ def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict,
                              options=options,
                              tests=test_sends.for_run(conn, program=program.name,
                                                       dag_run_id=run_id))
+        # Events of this run's ambiguous sends may be in already: resolve them after counting.
+        made["unknown"] = reconcile.reconcile(conn, program.name).get(
+            program.name, {"reconciled": 0, "still_unknown": 0})
         summary.store(conn, made, dag_run_id=run_id)
     log.info("summary of %s:\n%s", run_id, summary.format_table(made))
     if guard_row and not guard_row["success"]:
