@@ -103,7 +103,7 @@ def test_onboarding_compiles_to_the_expected_graph(dagbag):
 def test_dbt_tasks_build_the_audience_and_the_report_with_their_parents(dagbag):
     dag = dagbag.dags["onboarding"]
     audience, report = dag.get_task("dbt_audience"), dag.get_task("dbt_report")
-    assert audience.select == ["+onboarding_audience"]
+    assert audience.select == ["+onboarding_audience", "+contacts_quarantined"]
     assert audience.indirect_selection == "cautious"
     assert upstream_models("onboarding_audience") == AUDIENCE_MODELS
     assert report.select == ["+message_sends", "+consent_history"]

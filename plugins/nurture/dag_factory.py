@@ -19,6 +19,8 @@ DBT_PROFILE = "nurture"
 # After sends: outcomes of what was sent, and consent as the providers' events left it.
 # Both with all their parents, since rebuilding a view drops the views built on it.
 REPORT_MODELS = ("+message_sends", "+consent_history")
+# Before planning, beside the audience: the source rows set aside, counted in the summary.
+QUARANTINE_MODEL = "+contacts_quarantined"
 DISPATCH_POOL = "provider_dispatch"  # bounds concurrent send tasks across all programs
 
 
@@ -107,7 +109,7 @@ def build_dag(program: Program):
 
         planned = plan()
         sent = send.expand_kwargs(planned)
-        prepare() >> _dbt_build("dbt_audience", [f"+{program.audience}"]) >> guard() >> planned
+        prepare() >> _dbt_build("dbt_audience", [f"+{program.audience}", QUARANTINE_MODEL]) >> guard() >> planned
         # Both are leaves, and Airflow judges a run by its leaves: the summary fails the run
         # when nothing was planned or sent as it should, the report when its models fail.
         sent >> summarize()

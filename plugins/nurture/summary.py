@@ -100,6 +100,10 @@ def format_table(summary: Mapping) -> str:
     if holdout.get("held_out"):
         lines.append(f"holdout ({holdout['share']:.0%} of the audience): "
                      f"{holdout['held_out']} message(s) held out")
+    if quarantined := summary.get("quarantined"):
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in quarantined.items())
+        lines.append(f"quarantined source rows (in no audience; see marts.contacts_quarantined):"
+                     f" {reasons}")
     unknown = summary.get("unknown") or {}
     if unknown.get("reconciled") or unknown.get("still_unknown"):
         lines.append(f"unknown outcome (never re-sent): {unknown['reconciled']} since proved "

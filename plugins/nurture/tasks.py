@@ -203,6 +203,7 @@ def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict,
                              options=options,
                              tests=test_sends.for_run(conn, program=program.name,
                                                       dag_run_id=run_id))
+        made["quarantined"] = _quarantined(conn)
         # Events of this run's ambiguous sends may be in already: resolve them after counting.
         made["unknown"] = reconcile.reconcile(conn, program.name).get(
             program.name, {"reconciled": 0, "still_unknown": 0})
@@ -226,6 +227,17 @@ def finish(program: Program, *, run_id: str, dry_run: bool, plan_counts: dict,
             "log). They stay planned; the next run sends them (or records why not)."
         )
     return made
+
+
+def _quarantined(conn) -> dict[str, int]:
+    """{reason: rows} of marts.contacts_quarantined: source rows no audience sees."""
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass('marts.contacts_quarantined') is not null")
+        if not cur.fetchone()[0]:
+            return {}
+        cur.execute("select reason, count(*) from marts.contacts_quarantined group by reason"
+                    " order by reason")
+        return dict(cur.fetchall())
 
 
 def _last_good_row_count(conn, program: str) -> int | None:

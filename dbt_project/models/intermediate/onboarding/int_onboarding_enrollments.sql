@@ -6,6 +6,8 @@ with
 signups as (
 
     select * from {{ ref('stg_app__signups') }}
+    -- quarantined (marts.contacts_quarantined): never an enrollment
+    where {{ impossible_date('signed_up_at') }} is not true
 
 ),
 
