@@ -109,7 +109,8 @@ def build_dag(program: Program):
 
         planned = plan()
         sent = send.expand_kwargs(planned)
-        prepare() >> _dbt_build("dbt_audience", [f"+{program.audience}", QUARANTINE_MODEL]) >> guard() >> planned
+        audience = _dbt_build("dbt_audience", [f"+{program.audience}", QUARANTINE_MODEL])
+        prepare() >> audience >> guard() >> planned
         # Both are leaves, and Airflow judges a run by its leaves: the summary fails the run
         # when nothing was planned or sent as it should, the report when its models fail.
         sent >> summarize()
