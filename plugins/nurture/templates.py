@@ -97,7 +97,7 @@ class TemplateSet:
             for name in EMAIL_PARTS if channel == "email" else SMS_PARTS:
                 parts[name] = _render_capped(self.env.get_template(f"{folder}/{name}"),
                                              context)
-        except TemplateError as err:
+        except (TemplateError, OverflowError) as err:  # OverflowError: the sandbox's range()
             raise TemplateProblem(f"{folder}/{name}: {err}") from err
         return Rendered(parts=parts, version=self.version(template, chosen), locale=chosen)
 
