@@ -100,13 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("--max-sms-segments", type=int, metavar="N")
     lint.set_defaults(handler=cmd_lint)
 
-    af_settings = commands.add_parser("airflow-settings",
-                                      help="load airflow_settings.yaml into Airflow")
-    af_settings.set_defaults(handler=cmd_airflow_settings)
-
     doctor = commands.add_parser("doctor", help="check this deployment: connections, keys, "
                                  "public URL, pools, warehouse, dbt manifest")
     doctor.set_defaults(handler=cmd_doctor)
+
+    af_settings = commands.add_parser("airflow-settings",
+                                      help="load airflow_settings.yaml into Airflow")
+    af_settings.set_defaults(handler=cmd_airflow_settings)
 
     bench = commands.add_parser("bench", help="measure every stage on a synthetic warehouse")
     bench.add_argument("--contacts", type=int, default=1_000_000)
@@ -277,6 +277,15 @@ def cmd_lint(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_doctor(args) -> int:
+    from nurture import airflow_env, doctor
+
+    airflow_env.configure()
+    findings = doctor.diagnose(doctor.gather())
+    print(doctor.report(findings))
+    return 1 if any(finding.severity == "error" for finding in findings) else 0
+
+
 def cmd_report(args) -> int:
     from nurture import report, warehouse
 
@@ -392,15 +401,6 @@ def _masked(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
-
-
-def cmd_doctor(args) -> int:
-    from nurture import airflow_env, doctor
-
-    airflow_env.configure()
-    findings = doctor.diagnose(doctor.gather())
-    print(doctor.report(findings))
-    return 1 if any(finding.severity == "error" for finding in findings) else 0
 
 
 def cmd_bench(args) -> int:
