@@ -116,6 +116,24 @@ def test_an_undefined_variable_fails(root):
         "undefined"]
 
 
+def test_a_template_reaching_for_python_internals_fails(root):
+    """Even in a branch no sample contact takes: the sandbox refuses to load it at all."""
+    write(root, "demo/nudge/en/sms.txt",
+          "Hi {{ first_name }}. Reply STOP to opt out.\n"
+          "{% if false %}{{ cycler.__init__.__globals__.os.environ }}{% endif %}\n")
+    assert problems(root) == [
+        "demo/nudge/en: does not render: demo/nudge/en/sms.txt: unsafe template: it reaches "
+        "for attribute '__globals__' (line 2), attribute '__init__' (line 2)"]
+
+
+def test_a_layout_reaching_for_python_internals_fails_every_email(root):
+    write(root, "_layouts/email.html",
+          "<html>{% block content %}{% endblock %}{{ ''.__class__ }}</html>\n")
+    found = problems(root)
+    assert {p.split(":")[0] for p in found} == {"demo/welcome/en"}
+    assert "unsafe template: it reaches for attribute '__class__' (line 1)" in found[0]
+
+
 def test_every_accepted_value_of_an_enum_column_is_rendered(root):
     write(root, "demo/alert/en/subject.txt", '{{ {"gold": "Hot"}[tier] }} lead\n')
     assert problems(root) == [

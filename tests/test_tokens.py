@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nurture.exceptions import ConfigurationError, NurtureError
-from nurture.tokens import InvalidToken, TokenClaims, TokenSigner, generate_key
+from nurture.tokens import InvalidToken, RetiredKey, TokenClaims, TokenSigner, generate_key
 
 CONTACT = "contact-000123"
 NOW = 1_800_000_000.0
@@ -147,6 +147,63 @@ def test_rotation(clock: Clock) -> None:
     retired = TokenSigner([new], clock=clock)
     with pytest.raises(InvalidToken, match="bad signature"):
         retired.verify(old_token, purpose="unsubscribe")
+
+
+def test_a_retired_key_is_accepted_until_its_grace_period_ends(clock: Clock) -> None:
+    old, new = generate_key(), generate_key()
+    old_token = TokenSigner([old], clock=clock).issue("unsubscribe", CONTACT, "email")
+    until = datetime.fromtimestamp(NOW + 86_400, UTC)
+    rotated = TokenSigner([new, RetiredKey(old, until)], clock=clock)
+    assert rotated.verify(old_token, purpose="unsubscribe").contact_id == CONTACT
+    assert rotated.expired_keys() == []
+    new_token = rotated.issue("unsubscribe", CONTACT, "email")
+    with pytest.raises(InvalidToken):  # the new key signs, never the retired one
+        TokenSigner([old], clock=clock).verify(new_token, purpose="unsubscribe")
+
+    clock.now = NOW + 86_400
+    with pytest.raises(InvalidToken, match="bad signature"):
+        rotated.verify(old_token, purpose="unsubscribe")
+    assert rotated.verify(new_token, purpose="unsubscribe").contact_id == CONTACT
+    assert rotated.expired_keys() == [0]
+
+
+def test_the_signing_key_cannot_be_a_retired_one() -> None:
+    with pytest.raises(ConfigurationError, match="first key signs"):
+        TokenSigner([RetiredKey(generate_key())])
+
+
+def test_grace_period_from_the_connection(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    older, old, new = generate_key(), generate_key(), generate_key()
+    tokens = {name: TokenSigner([key], clock=clock).issue("unsubscribe", CONTACT, "email")
+              for name, key in (("older", older), ("old", old))}
+    ends = datetime.fromtimestamp(NOW + 3600, UTC)
+    _connection(monkeypatch, conn_type="generic", password=new, extra={"previous_keys": [
+        {"key": old, "until": ends.strftime("%Y-%m-%dT%H:%M:%S")},  # naive: UTC
+        older]})
+    signer = TokenSigner.from_connection(clock=clock)
+    assert all(signer.verify(t, purpose="unsubscribe") for t in tokens.values())
+    clock.now = NOW + 3600
+    assert signer.verify(tokens["older"], purpose="unsubscribe")  # no until: until removed
+    with pytest.raises(InvalidToken):
+        signer.verify(tokens["old"], purpose="unsubscribe")
+    assert signer.expired_keys() == [0]
+
+
+@pytest.mark.parametrize("entry", [
+    {"key": "KEY", "until": "next spring"},
+    {"key": "KEY", "until": 20270101},
+    {"key": "KEY", "valid": "2027-01-01"},
+    {"until": "2027-01-01"},
+    ["KEY"],
+])
+def test_a_malformed_grace_period_is_a_configuration_error(monkeypatch, entry) -> None:
+    key = generate_key()
+    entry = json.loads(json.dumps(entry).replace("KEY", key))
+    _connection(monkeypatch, conn_type="generic", password=generate_key(),
+                extra={"previous_keys": [entry]})
+    with pytest.raises(ConfigurationError, match="nurture_signing: previous_keys #0") as caught:
+        TokenSigner.from_connection()
+    assert key not in str(caught.value)
 
 
 def test_invalid_token_is_a_nurture_error() -> None:

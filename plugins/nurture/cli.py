@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("--max-sms-segments", type=int, metavar="N")
     lint.set_defaults(handler=cmd_lint)
 
+    doctor = commands.add_parser("doctor", help="check this deployment: connections, keys, "
+                                 "public URL, pools, warehouse, dbt manifest")
+    doctor.set_defaults(handler=cmd_doctor)
+
     af_settings = commands.add_parser("airflow-settings",
                                       help="load airflow_settings.yaml into Airflow")
     af_settings.set_defaults(handler=cmd_airflow_settings)
@@ -290,6 +294,15 @@ def cmd_lint(args) -> int:
     print(f"{len(problems)} problem(s) in the templates of {len(programs)} program(s)",
           file=sys.stderr)
     return 1 if problems else 0
+
+
+def cmd_doctor(args) -> int:
+    from nurture import airflow_env, doctor
+
+    airflow_env.configure()
+    findings = doctor.diagnose(doctor.gather())
+    print(doctor.report(findings))
+    return 1 if any(finding.severity == "error" for finding in findings) else 0
 
 
 def cmd_report(args) -> int:

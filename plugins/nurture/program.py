@@ -24,13 +24,34 @@ KINDS: tuple[Kind, ...] = ("marketing", "transactional")
 
 # Names reach SQL, file paths and Airflow ids: allow only plain identifiers.
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# PostgreSQL's reserved and type/function-name keywords (`select word from pg_get_keywords()
+# where catcode in ('R', 'T')`, PostgreSQL 16). Unquoted, such a name is not a column: a
+# filter or anchor named `user` would compare or sort by the session's user, silently.
+_KEYWORDS = """
+    all analyse analyze and any array as asc asymmetric both case cast check collate column
+    constraint create current_catalog current_date current_role current_time
+    current_timestamp current_user default deferrable desc distinct do else end except false
+    fetch for foreign from grant group having in initially intersect into lateral leading
+    limit localtime localtimestamp not null offset on only or order placing primary
+    references returning select session_user some symmetric system_user table then to
+    trailing true union unique user using variadic when where window with
+    authorization binary collation concurrently cross current_schema freeze full ilike inner
+    is isnull join left like natural notnull outer overlaps right similar tablesample verbose
+"""
+SQL_KEYWORDS = frozenset(_KEYWORDS.split())
 
 
 def check_name(kind: str, value: str) -> str:
-    if not _NAME.fullmatch(value or ""):
+    """`value` if it is a plain identifier SQL reads as a name; ProgramDefinitionError if not."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ProgramDefinitionError(
             f"{kind} {value!r} must be lower-case letters, digits and underscores, "
             "starting with a letter (at most 63 characters)"
+        )
+    if value in SQL_KEYWORDS:
+        raise ProgramDefinitionError(
+            f"{kind} {value!r} is an SQL keyword: choose another name (e.g. {value}_at, "
+            f"is_{value})"
         )
     return value
 

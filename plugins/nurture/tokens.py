@@ -8,8 +8,13 @@ claims; MultiFernet gives key rotation: new tokens use the current key, older ke
 verifying during a grace period, and removing a key retires every token it issued.
 
 Keys come from the Airflow connection `nurture_signing`: the password is the current key,
-the extra `previous_keys` a list of older keys still accepted. Keep a retired key in that list
-for as long as links it signed must work (unsubscribe links live in old mail for years).
+the extra `previous_keys` a list of older keys still accepted — the grace period. An entry is
+either a key, accepted until it is removed from the list, or `{"key": ..., "until":
+"2027-06-30"}`, accepted before that UTC date or time and refused from then on without anyone
+having to remember to remove it (`nurture doctor` lists keys whose time is up). Rotating:
+generate a key, make it the password, move the old one into `previous_keys` with an `until`
+as far off as its links must work (unsubscribe links live in old mail for years; surveys
+expire after 90 days anyway).
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ class InvalidToken(NurtureError):
 
 
 @dataclass(frozen=True)
+class RetiredKey:
+    """A previous key, still accepted (never used to sign) before `until`, if given."""
+
+    key: str | bytes
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class TokenClaims:
     purpose: str
     contact_id: str
@@ -63,25 +76,41 @@ def generate_key() -> str:
 class TokenSigner:
     """Issues and verifies tokens; the first key signs, every key verifies."""
 
-    def __init__(self, keys: Sequence[str | bytes], *,
+    def __init__(self, keys: Sequence[str | bytes | RetiredKey], *,
                  clock: Callable[[], float] = time.time) -> None:
         if isinstance(keys, str | bytes) or not keys:
             raise ConfigurationError("token signing needs a list of at least one key")
-        ciphers = []
+        if isinstance(keys[0], RetiredKey):
+            raise ConfigurationError("the first key signs: it cannot be a retired key")
+        self._ciphers: list[tuple[fernet.Fernet, float | None]] = []
         for position, key in enumerate(keys):
+            retired = key if isinstance(key, RetiredKey) else RetiredKey(key)
             try:
-                ciphers.append(fernet.Fernet(key))
+                cipher = fernet.Fernet(retired.key)
             except (ValueError, TypeError, binascii.Error):
                 # Never echo the key itself: it is a secret.
                 raise ConfigurationError(
                     f"signing key #{position} is not a Fernet key (32 url-safe base64 bytes)"
                 ) from None
-        self._fernet = fernet.MultiFernet(ciphers)
+            until = retired.until.timestamp() if retired.until else None
+            self._ciphers.append((cipher, until))
         self._clock = clock
+
+    def expired_keys(self) -> list[int]:
+        """Positions (in `previous_keys`, from 0) of retired keys past their `until`."""
+        now = self._clock()
+        return [position - 1 for position, (_, until) in enumerate(self._ciphers)
+                if until is not None and now >= until]
+
+    def _accepting(self) -> fernet.MultiFernet:
+        now = self._clock()
+        return fernet.MultiFernet([cipher for cipher, until in self._ciphers
+                                   if until is None or now < until])
 
     @classmethod
     def from_connection(cls, conn_id: str = CONN_ID, *,
-                        get_connection: Callable[[str], Any] | None = None) -> TokenSigner:
+                        get_connection: Callable[[str], Any] | None = None,
+                        **options: Any) -> TokenSigner:
         """Keys from a connection: password = current key, extra `previous_keys` = older.
 
         `get_connection` defaults to the Task SDK's (tasks; environment and secrets backends
@@ -95,14 +124,9 @@ class TokenSigner:
             raise ConfigurationError(f"connection {conn_id} is not defined: {exc}") from None
         if not conn.password:
             raise ConfigurationError(f"connection {conn_id} has no signing key (its password)")
-        previous = conn.extra_dejson.get("previous_keys") or []
-        if isinstance(previous, str):
-            previous = [previous]
-        if not isinstance(previous, list) or not all(isinstance(k, str) for k in previous):
-            raise ConfigurationError(f"connection {conn_id}: extra previous_keys must be a "
-                                     "list of keys")
         try:
-            return cls([conn.password, *previous])
+            previous = retired_keys(conn.extra_dejson.get("previous_keys"))
+            return cls([conn.password, *previous], **options)
         except ConfigurationError as exc:
             raise ConfigurationError(f"connection {conn_id}: {exc}") from None
 
@@ -117,7 +141,7 @@ class TokenSigner:
         # A compact list keeps tokens short; field names would add bytes, not meaning.
         payload = json.dumps([purpose, contact_id, channel, extra], separators=(",", ":"),
                              ensure_ascii=False).encode()
-        token = self._fernet.encrypt_at_time(payload, int(self._clock()))
+        token = self._ciphers[0][0].encrypt_at_time(payload, int(self._clock()))
         return token.decode("ascii").rstrip("=")
 
     def verify(self, token: str, *, purpose: str,
@@ -127,9 +151,10 @@ class TokenSigner:
         `max_age` None means the purpose's default from MAX_AGE (no expiry if it has none).
         """
         raw = self._canonical(token)
+        accepting = self._accepting()
         try:
-            payload = self._fernet.decrypt(raw)
-            issued = self._fernet.extract_timestamp(raw)
+            payload = accepting.decrypt(raw)
+            issued = accepting.extract_timestamp(raw)
         except fernet.InvalidToken:
             # Fernet cannot tell a forged token from one signed by a retired key, nor can we.
             raise InvalidToken("bad signature: tampered, forged or signed with a retired key"
@@ -170,3 +195,32 @@ class TokenSigner:
         if base64.urlsafe_b64encode(data).decode("ascii").rstrip("=") != token:
             raise InvalidToken("malformed token")
         return padded.encode("ascii")
+
+
+def retired_keys(previous: Any) -> list[RetiredKey]:
+    """`previous_keys` as the connection's extra holds it: a key, or a list of keys and
+    `{"key": ..., "until": "YYYY-MM-DD[THH:MM[:SS]]"}` (UTC unless it says otherwise)."""
+    if previous in (None, ""):
+        return []
+    entries = [previous] if isinstance(previous, str | dict) else previous
+    if not isinstance(entries, list):
+        raise ConfigurationError("extra previous_keys must be a list of keys")
+    keys = []
+    for position, entry in enumerate(entries):
+        if isinstance(entry, str):
+            keys.append(RetiredKey(entry))
+            continue
+        if (not isinstance(entry, dict) or not isinstance(entry.get("key"), str)
+                or set(entry) - {"key", "until"}):
+            raise ConfigurationError(f"previous_keys #{position} must be a key or "
+                                     '{"key": ..., "until": "YYYY-MM-DD"}')
+        until = entry.get("until")
+        try:
+            when = datetime.fromisoformat(until) if until is not None else None
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"previous_keys #{position}: until must be a date or "
+                                     f"time like 2027-06-30, not {until!r}") from None
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        keys.append(RetiredKey(entry["key"], when))
+    return keys

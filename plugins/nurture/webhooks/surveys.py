@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 
 from nurture.tokens import InvalidToken, TokenClaims, TokenSigner
 from nurture.webhooks import storage
-from nurture.webhooks.unsubscribe import PAGE
+from nurture.webhooks.unsubscribe import PAGE, read_capped
 
 PURPOSE = "survey"
 MAX_COMMENT_CHARS = 2000
@@ -80,7 +80,7 @@ def survey_router(signer: TokenSigner | None,
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/x-www-form-urlencoded":
             return _form(400, None, error="Please answer using the form on this page.")
-        body = await _read_capped(request, MAX_FORM_BYTES)
+        body = await read_capped(request, MAX_FORM_BYTES)
         if body is None:
             return _page(413, "Answer too long", f"<h1>Your answer is too long</h1><p>"
                          f"{html.escape(COMMENT_MESSAGE)} Please go back and shorten it.</p>")
@@ -138,19 +138,6 @@ def _form(status: int, score: int | None, comment: str = "", *,
         f'<br><textarea id="comment" name="comment" rows="5" cols="40" '
         f'maxlength="{MAX_COMMENT_CHARS}">{html.escape(comment)}</textarea></p>'
         f'<button type="submit">Send</button></form>'))
-
-
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _page(status: int, title: str, body: str) -> HTMLResponse:

@@ -3,6 +3,8 @@
 The token (nurture.tokens) names the contact and channel and cannot be forged or read. A
 GET only shows a confirmation form — mail scanners fetch links, and must not unsubscribe
 anyone — while the form's POST and the mail client's one-click POST record the request.
+A POST must be a form (RFC 8058 allows url-encoded or multipart; a client that sends no
+Content-Type at all is taken at its word) of at most `MAX_FORM_BYTES`, read no further.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import html
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +25,8 @@ from nurture.webhooks import storage
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width"><title>{title}</title></head>
 <body style="font-family: sans-serif; max-width: 32em; margin: 3em auto;">{body}</body></html>"""
+MAX_FORM_BYTES = 4096  # a one-click POST is "List-Unsubscribe=One-Click"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def unsubscribe_router(signer: TokenSigner | None,
@@ -54,8 +59,15 @@ def unsubscribe_router(signer: TokenSigner | None,
         claims, refusal = claims_or_page(token)
         if refusal:
             return refusal
-        form = await request.form()
-        source = "page" if form.get("source") == "page" else "one_click"
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type and media_type not in FORM_TYPES:
+            return _page(400, "Not a form", "<h1>This is not an unsubscribe request</h1>")
+        body = await read_capped(request, MAX_FORM_BYTES)
+        if body is None:
+            return _page(413, "Too large", "<h1>This is not an unsubscribe request</h1>")
+        page_form = (media_type == FORM_TYPES[0]
+                     and ("source", "page") in parse_qsl(body.decode("utf-8", "replace")))
+        source = "page" if page_form else "one_click"
         await run_in_threadpool(store, storage.store_unsubscribe, {
             "token_digest": hashlib.sha256(token.encode()).hexdigest(),
             "contact_id": claims.contact_id, "channel": claims.channel, "source": source,
@@ -65,6 +77,19 @@ def unsubscribe_router(signer: TokenSigner | None,
                      "receive these messages any more. It can take up to an hour.</p>")
 
     return router
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _page(status: int, title: str, body: str) -> HTMLResponse:
