@@ -140,7 +140,7 @@ def _count_template_errors(program: Program, made: planner.Plan,
         try:
             render(program, templates, program.step(entry.step), entry.locale,
                    contacts[(entry.contact_id, entry.enrollment_id)])
-        except TemplateProblem:
+        except Exception:  # TemplateProblem, or template maths on odd data: as deliver does
             made.counts[entry.step]["planned"] -= 1
             made.counts[entry.step]["template_error"] += 1
 

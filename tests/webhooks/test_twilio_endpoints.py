@@ -68,6 +68,21 @@ def test_query_string_is_part_of_the_signed_url(twilio, raw_tables, prefix) -> N
     assert response.json() == {"stored": 1}
 
 
+def test_the_callback_urls_ids_are_kept_with_the_status(twilio, raw_tables, prefix) -> None:
+    """The ledger id in the signed callback URL is what lets reconcile tie a status to a
+    message whose send answer was lost; the form's own fields are never overwritten."""
+    params = status(f"{prefix}SM4")
+    query = "ledger_id=0b0e1c9a-3c4e-4f55-9d0a-111111111111&program=onboarding&step=check_in"
+    assert twilio.post(STATUS, params, query=query + "&MessageStatus=failed").json() == {
+        "stored": 1}
+    with connect(raw_tables) as conn, conn.cursor() as cur:
+        cur.execute(f"select payload from {STATUS_TABLE} where message_sid = %s",
+                    (params["MessageSid"],))
+        (payload,) = cur.fetchone()
+    assert payload == {**params, "ledger_id": "0b0e1c9a-3c4e-4f55-9d0a-111111111111",
+                       "program": "onboarding", "step": "check_in"}
+
+
 def test_signature_over_the_requests_own_host_is_refused(twilio, raw_tables, prefix) -> None:
     """Behind a proxy the host the app sees is not what Twilio signed: only public_url counts."""
     own = twilio.post(STATUS, status(f"{prefix}SM4"), signed_url=f"http://testserver{STATUS}")

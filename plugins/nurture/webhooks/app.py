@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SENDGRID_PATH = "/webhooks/sendgrid"
 TWILIO_STATUS_PATH = "/webhooks/twilio/status"
+CALLBACK_IDS = ("ledger_id", "program", "step")  # query of the dispatcher's StatusCallback
 TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound"
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -102,6 +103,10 @@ def create_app(
     @app.post(TWILIO_STATUS_PATH)
     async def twilio_status(request: Request) -> Response:
         form = await _twilio_form(request, TWILIO_STATUS_PATH, ("MessageSid", "MessageStatus"))
+        # Our ids ride in the callback URL, which the signature covers: kept with the status,
+        # so reconcile can tie it to a ledger row whose send answer was lost.
+        form.update({name: value for name, value in request.query_params.items()
+                     if name in CALLBACK_IDS and name not in form})
         stored = await run_in_threadpool(tables.store, storage.store_twilio_status, form)
         return JSONResponse({"stored": stored})
 
