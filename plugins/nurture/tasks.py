@@ -27,7 +27,7 @@ from nurture.dispatcher import Dispatch, dispatch_batch, render
 from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
 from nurture.run_options import RunOptions
-from nurture.templates import TemplateProblem, TemplateSet
+from nurture.templates import TemplateSet
 from nurture.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
