@@ -1,0 +1,40 @@
+"""The warehouse restarts in the middle of a send task: the requests already made went out,
+the batch cannot record them, the task fails. Its retry must finish the batch without
+sending anything twice: what was claimed before the restart becomes `unknown` (never
+re-sent), and the providers' events, which wait out the outage, prove it was sent."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from nurture import dispatcher
+
+from . import harness
+
+pytestmark = pytest.mark.e2e
+
+RESTART_AT = 10  # the n-th email of the batch is delivered just after the restart
+
+
+def test_a_warehouse_restart_during_a_send_task(scenario, monkeypatch):
+    deliver, emails, restarted = dispatcher.deliver, itertools.count(1), []
+
+    def deliver_across_a_restart(job, row, contact, **kwargs):
+        if row["channel"] == "email" and next(emails) == RESTART_AT:
+            harness.warehouse_outage(down_for=1.0)
+            restarted.append(row["ledger_id"])
+        return deliver(job, row, contact, **kwargs)
+
+    monkeypatch.setattr(dispatcher, "deliver", deliver_across_a_restart)
+    with scenario.providers() as providers:
+        result = scenario.run()
+        providers.wait_for_events()
+    counts = scenario.check("warehouse restarts during a send task")
+
+    assert restarted, "the restart was never injected"
+    assert result.state == "success"  # the send task's retry finished the batch
+    assert counts.problems() == []
+    assert counts.messages == result.summary["sent"]
+    assert counts.reconciled > 0  # sent before the restart, proved by their events
