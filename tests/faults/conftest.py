@@ -76,7 +76,8 @@ def scenario(onboarding_built, tmp_path, monkeypatch) -> Scenario:
 COLUMNS = (("scenario", "scenario"), ("runs", "runs"), ("messages", "messages"),
            ("duplicates", "duplicates"), ("to_withdrawn", "to withdrawn"),
            ("events_posted", "events posted"), ("events_lost", "events lost"),
-           ("in_flight", "in flight"), ("unknown", "unknown"), ("reconciled", "reconciled"))
+           ("in_flight", "in flight"), ("unknown", "unknown"),
+           ("unknown_sent", "unknown but accepted"), ("reconciled", "reconciled"))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from nurture import runner, warehouse
 from nurture.emulator import OutboxStore, create_app, new_event_signing_key
@@ -191,20 +192,14 @@ def faulty_providers(outbox_path: Path, poster: RecordingPoster | None = None
     gate = SendGate(emulator)
     receiver.start()
     try:
-        with serve_app_in_thread(gate, name="faulty-emulator") as base_url:
-            env = {**runner.emulator_connections(base_url), "NURTURE_PUBLIC_URL": receiver.url}
-            saved = {key: os.environ.get(key) for key in env}
-            os.environ.update(env)
+        with serve_app_in_thread(gate, name="faulty-emulator") as base_url, mock.patch.dict(
+                os.environ, {**runner.emulator_connections(base_url),
+                             "NURTURE_PUBLIC_URL": receiver.url}):
             try:
                 yield Providers(base_url, receiver, poster, gate, outbox, signer)
                 gate.open()
                 poster.wait_idle(60)
             finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
                 poster.close()
     finally:
         receiver.stop()

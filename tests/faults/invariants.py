@@ -5,7 +5,9 @@ consent as the dbt views compute it from the raw sources at query time.
 - nobody receives the same step of the same program (and enrollment) twice;
 - nothing goes to a contact without consent for its channel at the moment it was sent;
 - no ledger row stays in flight (`planned`, `sending`), and every row not sent says why;
-- every event the emulator posted is stored exactly once.
+- every event the emulator posted is stored exactly once;
+- and, once reconcile has run after the events arrived, no message the providers accepted
+  is still `unknown` (`unknown_sent`; a scenario asserts it where it reconciles).
 
 The warehouse-side checks (`in_flight`, `unexplained`, `consent_at`) need nothing from the
 tests and could serve a deployment check; the others need the emulator's records.
@@ -51,6 +53,7 @@ class Counts:
     in_flight: int  # ledger rows left planned or sending
     unexplained: int  # rows not sent that give no reason
     unknown: int  # rows whose outcome is still unknown (never re-sent)
+    unknown_sent: int  # of those, how many the providers did accept: reconcile's work
     reconciled: int  # unknown rows a provider event proved sent
 
     def problems(self) -> list[str]:
@@ -78,6 +81,8 @@ def check(conn, scenario: str, *, programs: Sequence[str], runs: int, outbox: li
         unexplained=sum(row["state"] in ("failed", "unknown", "skipped") and not row["reason"]
                         for row in rows.values()),
         unknown=states["unknown"],
+        unknown_sent=sum(rows.get(message.get("ledger_id") or "", {}).get("state") == "unknown"
+                         for message in outbox),
         reconciled=sum(row["reason"] == "reconciled_from_provider_event"
                        for row in rows.values()),
     )
