@@ -55,6 +55,7 @@ def test_a_worker_killed_mid_batch(scenario):
 
     assert stranded, "the worker was killed before it claimed anything"
     assert result.state == "success"
+    assert result.summary["unknown"] == {"reconciled": 0, "still_unknown": counts.unknown}
     assert counts.problems() == []
     # The held requests reached the provider and their events prove it: reconciled.
     assert counts.reconciled >= providers.gate.held
