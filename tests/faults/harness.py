@@ -218,9 +218,15 @@ def warehouse_outage(down_for: float = 0.5) -> None:
 def start_worker(program: str, log_path: Path, *, skip_tasks: str) -> subprocess.Popen:
     """One run of the program's DAG in its own process (a worker), in its own process
     group so it can be killed whole."""
+    import nurture
+
+    # The package this process runs, whatever the worker's interpreter would find first.
+    plugins = str(Path(nurture.__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, (plugins, os.environ.get("PYTHONPATH"))))
     log = log_path.open("ab")
     return subprocess.Popen([sys.executable, str(WORKER), program, skip_tasks],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            env={**os.environ, "PYTHONPATH": path}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str,
