@@ -79,8 +79,9 @@ class EmbeddedWarehouse:
             f"postgresql://{EMBEDDED_USER}:{EMBEDDED_PASSWORD}@127.0.0.1:{port}/{EMBEDDED_DATABASE}"
         )
 
-    def start(self) -> str:
-        """Initialise if new, start unless running, and return the URL."""
+    def start(self, port: int | None = None) -> str:
+        """Initialise if new, start unless running (on `port`, else a free one), and
+        return the URL."""
         initdb, pg_ctl = _pg_commands()
 
         user = self._system_user()
@@ -96,7 +97,7 @@ class EmbeddedWarehouse:
             )
             pwfile.unlink()
         if not self.is_running():
-            port = _free_port()
+            port = port or _free_port()
             pg_ctl(
                 ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {self.pgdata}",
                  "-l", str(self.pgdata / "postgres.log"), "start"],
@@ -105,6 +106,13 @@ class EmbeddedWarehouse:
             self.port_file.write_text(str(port))
         self._ensure_database()
         return self.url
+
+    def restart(self) -> str:
+        """Stop, then start again on the same port: URLs already handed out (connections,
+        NURTURE_WAREHOUSE_URL) stay valid. Open connections are cut, as in a real restart."""
+        port = int(self.port_file.read_text())
+        self.stop()
+        return self.start(port=port)
 
     def stop(self) -> None:
         _, pg_ctl = _pg_commands()
