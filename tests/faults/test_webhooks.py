@@ -45,9 +45,6 @@ def test_events_twice_out_of_order_across_a_receiver_restart(scenario):
 PUBLIC_URL = "https://nurture.example/nurture"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the receiver stores a Twilio status callback's form only; the ledger id rides on the "
-    "StatusCallback URL's query string, so reconcile never finds an SMS's evidence"))
 def test_a_status_callback_reconciles_an_unknown_sms(warehouse_url):
     ledger_id = str(uuid.uuid4())
     with warehouse.connect() as conn, conn.cursor() as cur:
