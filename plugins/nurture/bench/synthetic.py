@@ -23,6 +23,9 @@ from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 
 CHUNK = 20_000  # contacts per generated chunk
 SPAN = timedelta(days=365)  # activity falls within the year before `now`
+# An event is loaded this long after it happens, as a loader that runs all year would (not
+# the whole year at `now`: incremental models read what was loaded since their last build).
+LOAD_LAG = timedelta(minutes=5)
 WEBINARS = 20
 # How the events divide between tables (shares of `events`).
 NURTURE_STATE_TABLES = ("nurture.message_ledger", "nurture.guard_results",
@@ -210,7 +213,8 @@ def _event_rows(table: str, size: Size, end: datetime, *, span: timedelta,
             count = int(mean) + (rng.random() < mean - int(mean))
             for i in range(count):
                 at = end - span * rng.random()
-                yield _event(table, rng, f"{prefix}{n:08d}-{i}", f"B{n:08d}", at, end)
+                yield _event(table, rng, f"{prefix}{n:08d}-{i}", f"B{n:08d}", at,
+                             min(at + LOAD_LAG, end))
 
 
 def _event(table: str, rng: random.Random, event_id: str, contact_id: str, at: datetime,

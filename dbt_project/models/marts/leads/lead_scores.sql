@@ -19,7 +19,10 @@ fit as (
 
 events as (
 
+    -- only the leads' events: most contacts are not scored, and summing all of them first
+    -- was most of this model's time
     select * from {{ ref('int_lead_engagement_events') }}
+    where contact_id in (select contact_id from contacts)
 
 ),
 
@@ -36,10 +39,12 @@ decayed as (
         events.contact_id,
         events.engagement_kind,
         events.occurred_at,
+        -- in double precision: extract(epoch ...) is numeric, and a numeric power() over
+        -- every event took minutes at 100,000 contacts
         events.base_weight * power(
             0.5,
-            extract(epoch from scoring_time.scored_at - events.occurred_at) / 86400.0
-            / {{ var('lead_engagement_half_life_days') }}
+            cast(extract(epoch from scoring_time.scored_at - events.occurred_at) as float8)
+            / 86400.0 / {{ var('lead_engagement_half_life_days') }}
         ) as points
     from events
     cross join scoring_time

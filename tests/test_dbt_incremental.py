@@ -1,0 +1,197 @@
+"""The incremental models, built after a day of new rows, equal a full refresh row for row.
+
+The day brings what a real one does: new page visits, form fills and attendance, a late
+event (it happened weeks ago, it is loaded today), an open earlier than the message's
+recorded first open, provider events for a month-old message, a ledger row that changes
+state, a new one, and a message erased from the ledger with its events (as a reset does).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+from psycopg2.extras import execute_values
+
+from nurture import ledger, seed, settings, warehouse
+from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
+
+DAY = timedelta(days=1)
+# model -> its unique key
+INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
+               "marts.message_sends": "ledger_id"}
+SELECT = ["+int_lead_engagement_events", "+message_sends"]
+
+
+def dbt_build(*args: str) -> dict[str, int]:
+    """Build the incremental models and their parents; rows each model's statement wrote."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s", *SELECT,
+         "--indirect-selection", "cautious", *args],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = json.loads((settings.DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
+    return {r["unique_id"].split(".")[-1]: r["adapter_response"].get("rows_affected")
+            for r in run["results"] if r["unique_id"].startswith("model.")}
+
+
+def table(relation: str) -> list[tuple]:
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"select * from {relation} order by {INCREMENTAL[relation]}")
+        return cur.fetchall()
+
+
+def row(relation: str, key: str) -> dict | None:
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"select * from {relation} where {INCREMENTAL[relation]}::text = %s", (key,))
+        found = cur.fetchone()
+        return dict(zip([c.name for c in cur.description], found, strict=True)) if found else None
+
+
+class Day:
+    """Ledger rows and provider events, written as the dispatcher and receiver would."""
+
+    def __init__(self, cur, now):
+        self.cur, self.now = cur, now
+
+    def message(self, contact_id: str, step: str, *, channel="email", state="sent",
+                at=None) -> str:
+        at = at or self.now
+        ledger_id = str(uuid.uuid4())
+        self.cur.execute(
+            "insert into nurture.message_ledger (ledger_id, program, step, contact_id,"
+            " enrollment_id, channel, state, provider_message_id, due_at, planned_at, sent_at,"
+            " updated_at) values (%s, 'onboarding', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (ledger_id, step, contact_id, f"onboarding:{contact_id}", channel, state,
+             f"SM{ledger_id.replace('-', '')}" if channel == "sms" else f"sg-{ledger_id}",
+             at, at, at if state == "sent" else None, at))
+        return ledger_id
+
+    def email_event(self, ledger_id: str, event: str, at) -> str:
+        event_id = uuid.uuid4().hex
+        self.cur.execute(
+            "insert into raw.sendgrid_events (sg_event_id, event, payload) values (%s, %s, %s)",
+            (event_id, event, json.dumps({"event": event, "ledger_id": ledger_id,
+                                          "sg_event_id": event_id,
+                                          "timestamp": int(at.timestamp())})))
+        return event_id
+
+    def sms_status(self, ledger_id: str, status: str) -> None:
+        sid = f"SM{ledger_id.replace('-', '')}"
+        self.cur.execute(
+            "insert into raw.twilio_status_callbacks (message_sid, message_status, payload)"
+            " values (%s, %s, %s)", (sid, status, json.dumps({"MessageSid": sid,
+                                                              "MessageStatus": status})))
+
+
+@pytest.fixture(scope="module")
+def built(warehouse_url):
+    """A full build on the demo data and a month of sends; then one more day, built
+    incrementally; then, for comparison, a full refresh."""
+    data = seed.build()
+    now = data.loaded_at
+    contacts = sorted({r[0] for r in data.tables["crm_contacts"]})[:10]
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        seed.load(conn, data)
+        ledger.ensure_schema(conn)
+        cur.execute("truncate nurture.message_ledger, " + ", ".join(PROVIDER_EVENT_TABLES))
+        month = Day(cur, now - 30 * DAY)
+        ids = {
+            "opened": month.message(contacts[0], "welcome"),
+            "old": month.message(contacts[1], "welcome"),
+            "sms": month.message(contacts[3], "check_in", channel="sms"),
+            "planned": month.message(contacts[4], "setup_tips", state="planned"),
+            "erased": month.message(contacts[5], "welcome"),
+        }
+        for name in ("opened", "old", "erased"):
+            month.email_event(ids[name], "delivered", now - 30 * DAY)
+        for contact_id in contacts:  # messages the day leaves alone
+            month.email_event(month.message(contact_id, "reminder"), "delivered", now - 29 * DAY)
+        month.email_event(ids["opened"], "open", now - 20 * DAY)
+        month.email_event(ids["erased"], "click", now - 25 * DAY)
+        month.sms_status(ids["sms"], "sent")
+        # each loaded minutes after it happened, all of it before the day the incremental
+        # build is about
+        for relation, loaded, happened in (
+                ("raw.sendgrid_events", "received_at",
+                 "to_timestamp((payload ->> 'timestamp')::bigint)"),
+                ("raw.twilio_status_callbacks", "received_at", "now() - interval '29 days'"),
+                ("raw.page_visits", "_loaded_at", "visited_at"),
+                ("raw.form_fills", "_loaded_at", "filled_at"),
+                ("raw.webinar_attendance", "_loaded_at", "joined_at")):
+            cur.execute(f"update {relation} set {loaded} = least({happened}, %s)"
+                        " + interval '5 minutes'", (now - 2 * DAY,))
+    dbt_build("--full-refresh")
+
+    visitor = data.tables["page_visits"][0][1]
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        day = Day(cur, now)
+        execute_values(cur, "insert into raw.page_visits values %s", [
+            ("inc-visit-1", visitor, "https://nurture.example/pricing", now - DAY / 2, now),
+            ("inc-visit-late", visitor, "https://nurture.example/blog", now - 40 * DAY, now)])
+        cur.execute("insert into raw.form_fills values ('inc-fill-1', %s, 'demo_request', %s,"
+                    " %s)", (visitor, now - DAY / 3, now))
+        attended = data.tables["webinar_attendance"][0]
+        # the same contact joined the same webinar earlier than recorded (a late export)
+        cur.execute("insert into raw.webinar_attendance values (%s, %s, %s, 5, %s)",
+                    (attended[0], attended[1], attended[2] - timedelta(minutes=10), now))
+        day.email_event(ids["opened"], "open", now - 21 * DAY)  # earlier than the first
+        day.email_event(ids["opened"], "open", now - DAY)  # a re-open: no new engagement
+        day.email_event(ids["old"], "click", now - DAY)  # a month-old message
+        day.email_event(ids["old"], "bounce", now - DAY)
+        day.sms_status(ids["sms"], "delivered")
+        cur.execute("update nurture.message_ledger set state = 'sent', sent_at = now(),"
+                    " updated_at = now() where ledger_id = %s", (ids["planned"],))
+        ids["new"] = day.message(contacts[0], "setup_tips")
+        cur.execute("delete from nurture.message_ledger where ledger_id = %s", (ids["erased"],))
+        cur.execute("delete from raw.sendgrid_events where payload ->> 'ledger_id' = %s",
+                    (ids["erased"],))
+    incremental_build = dbt_build()
+    incremental = {relation: table(relation) for relation in INCREMENTAL}
+    looked_up = {
+        "first_open": row("intermediate.int_lead_engagement_events",
+                          f"email_open:{ids['opened']}"),
+        "old_click": row("intermediate.int_lead_engagement_events", f"email_click:{ids['old']}"),
+        "erased_click": row("intermediate.int_lead_engagement_events",
+                            f"email_click:{ids['erased']}"),
+        "late_visit": row("intermediate.int_lead_engagement_events", "page_visit:inc-visit-late"),
+        "old": row("marts.message_sends", ids["old"]),
+        "sms": row("marts.message_sends", ids["sms"]),
+        "planned": row("marts.message_sends", ids["planned"]),
+        "new": row("marts.message_sends", ids["new"]),
+        "erased": row("marts.message_sends", ids["erased"]),
+    }
+    dbt_build("--full-refresh")
+    yield {"now": now, "incremental": incremental, "looked_up": looked_up,
+           "incremental_build": incremental_build}
+    with warehouse.connect() as conn, conn.cursor() as cur:  # later modules start clean
+        cur.execute("truncate nurture.message_ledger, " + ", ".join(PROVIDER_EVENT_TABLES))
+
+
+@pytest.mark.parametrize("relation", list(INCREMENTAL))
+def test_an_incremental_build_equals_a_full_refresh_row_for_row(built, relation):
+    assert built["incremental"][relation] == table(relation)
+
+
+def test_the_incremental_build_wrote_only_what_the_day_touched(built):
+    """Not a full rebuild in disguise: fewer rows written than the tables hold."""
+    for relation in INCREMENTAL:
+        written = built["incremental_build"][relation.split(".")[1]]
+        assert 0 < written < len(built["incremental"][relation]) / 2, relation
+
+
+def test_the_day_reached_the_incremental_tables(built):
+    """The comparison is not between two stale tables: each change of the day is there."""
+    now, seen = built["now"], built["looked_up"]
+    assert seen["first_open"]["occurred_at"] == (now - 21 * DAY).replace(microsecond=0)
+    assert seen["old_click"] is not None and seen["late_visit"] is not None
+    assert seen["erased_click"] is None and seen["erased"] is None
+    assert (seen["old"]["was_clicked"], seen["old"]["was_bounced"],
+            seen["old"]["was_delivered"]) == (True, True, True)
+    assert seen["sms"]["was_delivered"]
+    assert seen["planned"]["was_sent"] and seen["new"] is not None
