@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from nurture import settings
+from nurture import settings, warehouse
 from nurture.exceptions import ConfigurationError
 
 METADATA_DATABASE = "airflow"  # beside the warehouse's database, on the same server
@@ -50,17 +50,9 @@ def configure(warehouse_url: str) -> Path:
 def metadata_database(warehouse_url: str) -> str:
     """SQLAlchemy URL of the `airflow` database on the warehouse's server, created if
     missing (the embedded server locally; in production the metadata database is its own)."""
-    import psycopg2
-
-    parts = urlsplit(warehouse_url)
-    admin = parts._replace(path="/postgres").geturl()
-    with contextlib.closing(psycopg2.connect(admin)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("select 1 from pg_database where datname = %s", (METADATA_DATABASE,))
-            if cur.fetchone() is None:
-                cur.execute(f'create database "{METADATA_DATABASE}"')
-    return parts._replace(scheme="postgresql+psycopg2", path=f"/{METADATA_DATABASE}").geturl()
+    warehouse.ensure_database(warehouse_url, METADATA_DATABASE)
+    return urlsplit(warehouse_url)._replace(scheme="postgresql+psycopg2",
+                                            path=f"/{METADATA_DATABASE}").geturl()
 
 
 def worker_hostname() -> str:
@@ -99,7 +91,9 @@ def components(home: Path, *, port: int, workers: int,
         "api-server": (["api-server", "--port", str(port), "--workers", "1"], {}),
         "scheduler": (["scheduler"], {}),
         "dag-processor": (["dag-processor"], {}),
-        "triggerer": (["triggerer"], {}),
+        # Its log server on a free port: 8794, the default, may be another Airflow's here.
+        "triggerer": (["triggerer"],
+                      {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())}),
     }
     for number in range(1, workers + 1):
         name = f"worker{number}"
@@ -116,11 +110,11 @@ def components(home: Path, *, port: int, workers: int,
 
 def start(home: Path, *, port: int, workers: int,
           concurrency: int) -> dict[str, subprocess.Popen]:
-    """Redis, then every component, each in its own process group, its output in
-    AIRFLOW_HOME/process-logs/<name>.log."""
-    redis, broker_url = start_redis(home)
-    os.environ["AIRFLOW__CELERY__BROKER_URL"] = broker_url
-    started = {"redis": redis}
+    """Redis (unless AIRFLOW__CELERY__BROKER_URL names a broker), then every component,
+    each in its own process group, its output in AIRFLOW_HOME/process-logs/<name>.log."""
+    started: dict[str, subprocess.Popen] = {}
+    if "AIRFLOW__CELERY__BROKER_URL" not in os.environ:
+        started["redis"], os.environ["AIRFLOW__CELERY__BROKER_URL"] = start_redis(home)
     airflow = Path(sys.executable).with_name("airflow")
     for name, (args, env) in components(home, port=port, workers=workers,
                                         concurrency=concurrency).items():

@@ -365,8 +365,7 @@ def cmd_airflow(args) -> int:
         return 0
     finally:
         emulator.terminate()  # first: its events would only fail against a stopping receiver
-        for process in processes.values():
-            _stop_group(process)
+        _stop_groups(list(processes.values()))
 
 
 def _first_exit(processes: dict[str, subprocess.Popen]) -> int:
@@ -391,14 +390,26 @@ def _pairs(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """Stop a process and every one it started (they share its process group)."""
+def _stop_groups(processes: list[subprocess.Popen]) -> None:
+    """Stop processes and every one they started (each leads its own process group): all
+    asked at once, then killed if any of their group is still running after a grace period."""
     for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-            return
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not [p for p in processes if p.poll() is None or _group_alive(p.pid)]:
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
