@@ -7,6 +7,8 @@ INSTALLED := $(VENV)/.installed
 MANIFEST := dbt_project/target/manifest.json
 # Debian's Chromium: the browser tests/e2e/test_airflow_ui.py drives (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
+# Debian's Redis: the Celery broker of `make airflow-celery` and tests/e2e/test_celery.py.
+REDIS := /usr/bin/redis-server
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 export GX_ANALYTICS_ENABLED := false
@@ -24,7 +26,7 @@ run: $(INSTALLED) $(MANIFEST)
 	$(NURTURE) run onboarding --emulator
 
 ## test: the whole suite (CI runs exactly this)
-test: $(INSTALLED) $(MANIFEST) $(CHROMIUM)
+test: $(INSTALLED) $(MANIFEST) $(CHROMIUM) $(REDIS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -32,12 +34,22 @@ test: $(INSTALLED) $(MANIFEST) $(CHROMIUM)
 airflow: $(INSTALLED) $(MANIFEST)
 	$(NURTURE) airflow
 
+.PHONY: airflow-celery redis
+## airflow-celery: the same under CeleryExecutor: Redis broker, PostgreSQL metadata, 2 workers
+airflow-celery: $(INSTALLED) $(MANIFEST) $(REDIS)
+	$(NURTURE) airflow --executor celery --workers 2
+
 install: $(INSTALLED)
 
 chromium: $(CHROMIUM)
 $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium \
 		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+redis: $(REDIS)
+$(REDIS):
+	$(SUDO) apt-get install -y --no-install-recommends redis-server \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends redis-server)
 
 $(INSTALLED): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] in ((3, 11), (3, 12)) else \

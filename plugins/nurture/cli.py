@@ -18,7 +18,6 @@ from nurture import settings
 from nurture.exceptions import NurtureError
 
 OUTBOX = settings.STATE_DIR / "outbox.sqlite"
-EMULATOR_URL = "http://127.0.0.1:8025"  # `nurture emulator`'s default address
 EVENT_KEY_ENV = "NURTURE_EMULATOR_EVENT_KEY"  # PEM the emulator signs SendGrid events with
 
 
@@ -81,8 +80,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="where to write it (default: %(default)s)")
     report.set_defaults(handler=cmd_report)
 
-    af = commands.add_parser("airflow", help="airflow standalone on this project")
+    af = commands.add_parser("airflow", help="airflow standalone on this project, or its "
+                             "components under CeleryExecutor")
     af.add_argument("--port", type=int, default=8080)
+    af.add_argument("--emulator-port", type=int, default=8025)
+    af.add_argument("--executor", choices=("standalone", "celery"), default="standalone",
+                    help="celery: a Redis broker, a PostgreSQL metadata database and "
+                    "--workers Celery workers")
+    af.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
+    af.add_argument("--worker-concurrency", type=int, default=2,
+                    help="task instances each Celery worker runs at once (default 2)")
     af.set_defaults(handler=cmd_airflow)
 
     preview = commands.add_parser("preview", help="render one step for one contact, as it "
@@ -325,51 +332,84 @@ def cmd_airflow_settings(args) -> int:
 
 
 def cmd_airflow(args) -> int:
-    """`airflow standalone` with this project's settings and the local provider emulator;
-    prints where to log in."""
+    """`airflow standalone`, or Airflow's components under Celery, with this project's
+    settings and the local provider emulator; prints where to log in."""
     from nurture import runner, warehouse
     from nurture.emulator import new_event_signing_key
 
+    url = warehouse.resolve_url()
+    if args.executor == "celery":
+        from nurture import celery_cluster
+
+        if args.workers < 1 or args.worker_concurrency < 1:
+            raise NurtureError("--workers and --worker-concurrency must be at least 1")
+        celery_cluster.configure(url)
     runner.prepare_airflow()
-    warehouse.export_env(warehouse.resolve_url())
+    warehouse.export_env(url)
     home = Path(os.environ["AIRFLOW_HOME"])
     os.environ["AIRFLOW__API__PORT"] = str(args.port)
     os.environ["AIRFLOW__API__BASE_URL"] = f"http://localhost:{args.port}"  # workers call it
     os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
     # standalone starts its components as `airflow ...`: find this virtualenv's first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    airflow = Path(sys.executable).with_name("airflow")
-    # The provider connections point at the emulator on :8025, which posts its events,
-    # signed, to the receiver the plugin mounts in the API server under /nurture.
+    # The provider connections point at the emulator, which posts its events, signed, to
+    # the receiver the plugin mounts in the API server under /nurture.
     public_url = settings.public_url() or f"http://localhost:{args.port}/nurture"
+    emulator_url = f"http://127.0.0.1:{args.emulator_port}"
     private_key, public_key = new_event_signing_key()
-    os.environ.update(runner.emulator_connections(EMULATOR_URL, webhook_key=public_key))
+    os.environ.update(runner.emulator_connections(emulator_url, webhook_key=public_key))
     os.environ["NURTURE_PUBLIC_URL"] = public_url
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "nurture.cli", "emulator", "--events-url", public_url],
+        [sys.executable, "-m", "nurture.cli", "emulator", "--port", str(args.emulator_port),
+         "--events-url", public_url],
         stdout=subprocess.DEVNULL, env={**os.environ, EVENT_KEY_ENV: private_key})
-    log_file = home / "standalone.log"
-    process = subprocess.Popen([str(airflow), "standalone"], stdout=log_file.open("ab"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    passwords = home / "simple_auth_manager_passwords.json.generated"
+    processes: dict[str, subprocess.Popen] = {}
     try:
+        if args.executor == "celery":
+            processes = celery_cluster.start(home, port=args.port, workers=args.workers,
+                                             concurrency=args.worker_concurrency)
+            logs = home / "process-logs"
+            how = (f"CeleryExecutor, {args.workers} workers, Redis broker "
+                   f"{os.environ['AIRFLOW__CELERY__BROKER_URL']}, metadata database "
+                   f"{_masked(os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}")
+        else:
+            logs = home / "standalone.log"
+            processes["standalone"] = subprocess.Popen(
+                [str(Path(sys.executable).with_name("airflow")), "standalone"],
+                stdout=logs.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            how = "airflow standalone"
+        passwords = home / "simple_auth_manager_passwords.json.generated"
         deadline = time.monotonic() + 180
-        while not passwords.exists() and process.poll() is None and time.monotonic() < deadline:
+        while (not passwords.exists() and time.monotonic() < deadline
+               and all(p.poll() is None for p in processes.values())):
             time.sleep(1)
         if passwords.exists():
             login = json.loads(passwords.read_text())
             user, password = next(iter(login.items()))
             print(f"Airflow is starting on http://localhost:{args.port} — log in as {user} / "
-                  f"{password} (from {passwords}). Its log: {log_file}. The provider "
-                  f"emulator listens on :8025 (`nurture outbox`) and reports to the webhook "
-                  f"receiver at {public_url}. Ctrl-C stops both.")
-        return process.wait()
+                  f"{password} (from {passwords}). {how}; its logs: {logs}. The provider "
+                  f"emulator listens on :{args.emulator_port} (`nurture outbox`) and reports "
+                  f"to the webhook receiver at {public_url}. Ctrl-C stops everything.",
+                  flush=True)
+        return _first_exit(processes)
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop_group(process)
-        emulator.terminate()
+        emulator.terminate()  # first: its events would only fail against a stopping receiver
+        _stop_groups(list(processes.values()))
+
+
+def _first_exit(processes: dict[str, subprocess.Popen]) -> int:
+    """Wait until one of the processes ends (any of them ending stops them all)."""
+    while True:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                if len(processes) > 1:
+                    print(f"nurture: {name} stopped (exit code {process.returncode}); "
+                          "stopping the rest", file=sys.stderr)
+                return process.returncode
+        time.sleep(1)
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
@@ -382,14 +422,26 @@ def _pairs(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """Stop standalone and every component it started (they share its process group)."""
+def _stop_groups(processes: list[subprocess.Popen]) -> None:
+    """Stop processes and every one they started (each leads its own process group): all
+    asked at once, then killed if any of their group is still running after a grace period."""
     for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-            return
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not [p for p in processes if p.poll() is None or _group_alive(p.pid)]:
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

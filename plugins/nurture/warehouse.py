@@ -104,7 +104,7 @@ class EmbeddedWarehouse:
                 pgdata=self.pgdata, user=user, timeout=60,
             )
             self.port_file.write_text(str(port))
-        self._ensure_database()
+        ensure_database(self.url, EMBEDDED_DATABASE)
         return self.url
 
     def restart(self) -> str:
@@ -129,17 +129,6 @@ class EmbeddedWarehouse:
             return True
         return False
 
-    def _ensure_database(self) -> None:
-        import psycopg2
-
-        admin = self.url.rsplit("/", 1)[0] + "/postgres"
-        with contextlib.closing(psycopg2.connect(admin)) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,))
-                if cur.fetchone() is None:
-                    cur.execute(f'create database "{EMBEDDED_DATABASE}"')
-
     def _system_user(self) -> str | None:
         return SYSTEM_USER if os.geteuid() == 0 else None
 
@@ -163,6 +152,19 @@ class EmbeddedWarehouse:
 
             entry = pwd.getpwnam(user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def ensure_database(url: str, name: str) -> None:
+    """Create the database `name` on the server `url` points at, unless it exists."""
+    import psycopg2
+
+    admin = urlsplit(url)._replace(path="/postgres").geturl()
+    with contextlib.closing(psycopg2.connect(admin)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'create database "{name}"')
 
 
 def _pg_commands():
