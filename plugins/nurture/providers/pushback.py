@@ -1,0 +1,80 @@
+"""Slowing down for a provider: its pushback (429) and our own per-sender send rate.
+
+A 429 means the provider accepted nothing, so the same message is simply sent again, after
+the wait the provider asked for (SendGrid's `X-RateLimit-Reset`) or a growing, jittered
+backoff (Twilio's 20429, too many concurrent requests). Retries are bounded: a message still
+refused becomes the usual retryable ProviderError and goes back to `planned`.
+
+These objects live on a hook, which the dispatcher's threads share, so they are thread-safe.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+# Pace SMS this far under the configured rate: the time between our send and the provider's
+# clock varies by a few milliseconds per request, and must never push a second over the limit.
+RATE_HEADROOM = 0.97
+
+
+class PauseGate:
+    """When one thread hears "slow down until T", every thread of the hook waits for T before
+    its next request, instead of each finding out with a 429 of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resume_at = 0.0  # time.monotonic()
+
+    def pause_for(self, seconds: float) -> None:
+        with self._lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def seconds_until_reset(headers, *, default: float, cap: float) -> float:
+    """The wait SendGrid's `X-RateLimit-Reset` (Unix seconds) asks for, within [0, cap], plus
+    up to 10% jitter so threads that waited together do not all return in the same instant."""
+    try:
+        wait = float(headers.get("X-RateLimit-Reset")) - time.time()
+    except (TypeError, ValueError, AttributeError):
+        wait = default
+    wait = min(max(wait, 0.0), cap)
+    return wait + random.uniform(0, 0.1 * max(wait, 0.1))
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: attempt 1 waits up to `base`, then doubling."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1))
+
+
+class SendRateLimiter:
+    """At most `per_second` requests a second from all threads of one process.
+
+    Requests leave on a schedule one interval (1 / (per_second × RATE_HEADROOM)) apart: each
+    takes the next free slot, and after an idle spell the schedule restarts from now (no
+    burst to catch up). A thread that wakes a little late does not move the later slots, so
+    the average rate holds; the headroom absorbs the lateness."""
+
+    def __init__(self, per_second: float) -> None:
+        if per_second <= 0:
+            raise ValueError("a send rate must be positive")
+        self.per_second = per_second
+        self.interval = 1.0 / (per_second * RATE_HEADROOM)
+        self._lock = threading.Lock()
+        self._next_slot = float("-inf")  # time.monotonic()
+
+    def acquire(self) -> None:
+        """Block until this thread's slot."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(self._next_slot, now)
+            self._next_slot = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
