@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -48,6 +49,33 @@ class Dispatch:
     signer: TokenSigner | None = None  # with public_url: unsubscribe links and headers
 
 
+class SteadyTemplates(TemplateSet):
+    """A program's templates as they stand when a batch starts: each template's locale
+    folder and version are looked up once, and compiled templates are not checked against
+    the disk again, rather than once per message (a batch renders thousands)."""
+
+    def __init__(self, templates: TemplateSet) -> None:
+        super().__init__(templates.root, templates.program, templates.default_locale)
+        self._locales: dict[tuple[str, str], str] = {}
+        self._versions: dict[tuple[str, str], str] = {}
+
+    @cached_property
+    def env(self):
+        return super().env.overlay(auto_reload=False)
+
+    def resolve_locale(self, template: str, locale: str) -> str:
+        key = (template, locale)
+        if key not in self._locales:  # a race computes it twice, to the same answer
+            self._locales[key] = super().resolve_locale(template, locale)
+        return self._locales[key]
+
+    def version(self, template: str, locale: str) -> str:
+        key = (template, locale)
+        if key not in self._versions:
+            self._versions[key] = super().version(template, locale)
+        return self._versions[key]
+
+
 @dataclass
 class _Chunk:
     """Claimed rows whose sends are under way."""
@@ -68,6 +96,7 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
     Raises ProviderUnavailable, after settling what was sent, when some messages never
     reached the provider: they stay planned, and the task's retry claims them again."""
     (job.email if channel == "email" else job.sms).check()
+    job = replace(job, templates=SteadyTemplates(job.templates))
     counts: dict[str, Counter] = {}
     released, first_claim = 0, True
     with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
@@ -244,13 +273,13 @@ def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:
 def _audience_rows(conn, program: Program, rows: list[dict]) -> dict[tuple[str, str], dict]:
     """The current audience row of each (contact, enrollment): read at send time, so a
     consent withdrawn since planning still stops the message."""
-    from psycopg2.extras import RealDictCursor
-
     if not rows:
         return {}
-    with conn.cursor(cursor_factory=RealDictCursor) as cur:
+    with conn.cursor() as cur:
         cur.execute(
             f"select * from marts.{program.audience} where contact_id = any(%s)",
-            ([row["contact_id"] for row in rows],),
+            (list({row["contact_id"] for row in rows}),),
         )
-        return {(row["contact_id"], row["enrollment_id"]): dict(row) for row in cur}
+        columns = [column.name for column in cur.description]
+        found = (dict(zip(columns, values, strict=True)) for values in cur)
+        return {(row["contact_id"], row["enrollment_id"]): row for row in found}
