@@ -107,8 +107,6 @@ class TwilioHook(BaseHook):
         `attempts_when_limited` tries, it is raised (retryable: nothing was accepted)."""
         attempt = 1
         while True:
-            if self._limiter is not None:
-                self._limiter.acquire()
             try:
                 return self._create(message)
             except ProviderError as err:
@@ -129,9 +127,12 @@ class TwilioHook(BaseHook):
             else {"from_": settings["from_number"]}
         )
         options = {"status_callback": message.status_callback} if message.status_callback else {}
+        client = self.client  # made before the slot is taken: a new thread's first send
+        if self._limiter is not None:
+            self._limiter.acquire()  # as close to the request as can be
         try:
-            created = self.client.messages.create(to=message.to, body=message.body,
-                                                  **sender, **options)
+            created = client.messages.create(to=message.to, body=message.body,
+                                             **sender, **options)
         except TwilioRestException as err:
             raise ProviderError(
                 f"Twilio answered {err.status} (error {err.code}): {redact(str(err.msg))}",
