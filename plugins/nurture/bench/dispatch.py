@@ -35,7 +35,7 @@ from nurture import settings, warehouse
 
 LATENCY_S = 0.1
 EMAIL_SAMPLE = 20_000
-BASELINE_SAMPLE = 30
+BASELINE_SAMPLE = 20
 SMS_RATE_PER_S = 50
 SMS_SAMPLE = 500
 # Enough threads for the rate at the latency, twice over: more would only wait their turn.
@@ -82,11 +82,12 @@ def measure(contacts: int, say) -> dict:
         report["dispatch_email_detail"] = email | {"due_in_ledger": contacts}
         say(f"  dispatch_email_per_s: {report['dispatch_email_per_s']} ({email['sent']:,} "
             f"sent while {contacts:,} were due; peak {email['peak_rss_mb']} MB)")
-        base = _in_process(_dispatch_child, env, "baseline", BASELINE_SAMPLE, 1)
+        base = _in_process(_dispatch_child, env, "baseline", min(contacts, BASELINE_SAMPLE), 1)
         report["dispatch_email_baseline_per_s"] = round(base["sent"] / base["seconds"], 2)
         say(f"  dispatch_email_baseline_per_s: {report['dispatch_email_baseline_per_s']}")
         started = time.time()
-        sms = _in_process(_dispatch_child, env, "sms", SMS_SAMPLE, SMS_CONCURRENCY)
+        sms = _in_process(_dispatch_child, env, "sms", min(contacts, SMS_SAMPLE),
+                          SMS_CONCURRENCY)
         arrivals = _arrivals(outbox, "sms", since=started)
         report["sms_rate_limit_per_s"] = SMS_RATE_PER_S
         report["dispatch_sms_per_s"] = round((len(arrivals) - 1) / (arrivals[-1] - arrivals[0]),
@@ -99,6 +100,16 @@ def measure(contacts: int, say) -> dict:
         cur.execute("delete from nurture.message_ledger where program = %s", (PROGRAM,))
         cur.execute(f"drop table if exists marts.{AUDIENCE}")
     return report
+
+
+def describe(report: dict) -> str:
+    """What the dispatch figures were measured on, for the table."""
+    email, sms = report["dispatch_email_detail"], report["dispatch_sms_detail"]
+    return (f"dispatch: {email['sent']:,} emails sent while {email['due_in_ledger']:,} were due"
+            f" ({email['concurrency']} threads, {email['cpu_ms_per_message']} ms CPU each,"
+            f" peak {email['peak_rss_mb']} MB); {sms['sent']:,} SMS at most"
+            f" {report['sms_max_in_any_second']} in any second (limit"
+            f" {report['sms_rate_limit_per_s']}); provider latency {LATENCY_S * 1000:.0f} ms")
 
 
 def _prepare(conn, contacts: int, *, baseline: int, sms: int) -> None:
