@@ -652,14 +652,14 @@ def test_a_lost_answer_is_unknown_and_never_resent_whether_or_not_it_was_accepte
     assert len(unknown) == 2
 
 
-def test_sms_go_out_at_the_senders_rate_never_above_it(conn, templates, emulator, run_id,
+def test_sms_go_out_at_the_senders_rate_never_above_it(conn, templates, emulator_apart, run_id,
                                                        monkeypatch):
     import json
     import os
 
     from nurture.bench.dispatch import max_in_window
 
-    _, outbox = emulator
+    _, outbox = emulator_apart
     twilio = json.loads(os.environ["AIRFLOW_CONN_TWILIO_DEFAULT"])
     twilio["extra"] = {**twilio.get("extra", {}), "messages_per_second": 10}
     monkeypatch.setenv("AIRFLOW_CONN_TWILIO_DEFAULT", json.dumps(twilio))

@@ -60,8 +60,11 @@ class SendRateLimiter:
 
     Requests leave on a schedule one interval (1 / (per_second × RATE_HEADROOM)) apart: each
     takes the next free slot, and after an idle spell the schedule restarts from now (no
-    burst to catch up). A thread that wakes a little late does not move the later slots, so
-    the average rate holds; the headroom absorbs the lateness."""
+    burst to catch up). A thread that woke late does not move the later slots, so the average
+    rate holds, but the next request still leaves at least 90% of an interval after it
+    (`MIN_SPACING`): lateness is caught up gently, never as two requests at once."""
+
+    MIN_SPACING = 0.9
 
     def __init__(self, per_second: float) -> None:
         if per_second <= 0:
@@ -70,13 +73,15 @@ class SendRateLimiter:
         self.interval = 1.0 / (per_second * RATE_HEADROOM)
         self._lock = threading.Lock()
         self._next_slot = float("-inf")  # time.monotonic()
+        self._last_left = float("-inf")
 
     def acquire(self) -> None:
-        """Block until this thread's slot."""
+        """Block until this thread may send (threads wait their turn on the lock)."""
         with self._lock:
-            now = time.monotonic()
-            slot = max(self._next_slot, now)
+            slot = max(self._next_slot, time.monotonic(),
+                       self._last_left + self.MIN_SPACING * self.interval)
+            delay = slot - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._last_left = time.monotonic()
             self._next_slot = slot + self.interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)

@@ -80,6 +80,18 @@ class SendGridHook(BaseHook):
             self._local.client = SendGridAPIClient(api_key=api_key, host=host)
         return self._local.client
 
+    @property
+    def _mail_send(self):
+        """The SDK's `/v3/mail/send` endpoint for this thread, over a kept-alive connection
+        (`nurture.providers.keepalive`)."""
+        if not hasattr(self._local, "mail_send"):
+            from nurture.providers.keepalive import KeepAliveTransport
+
+            endpoint = self.client.client.mail.send
+            endpoint._make_request = KeepAliveTransport(self.client.host, self.timeout)
+            self._local.mail_send = endpoint
+        return self._local.mail_send
+
     def send(self, message: EmailMessage) -> str:
         """Send one message; returns SendGrid's X-Message-Id. A 429 is retried after the
         reset SendGrid names, by every thread of this hook; still 429 after
@@ -104,8 +116,7 @@ class SendGridHook(BaseHook):
         from python_http_client.exceptions import HTTPError
 
         try:
-            response = self.client.client.mail.send.post(request_body=body,
-                                                         timeout=self.timeout)
+            response = self._mail_send.post(request_body=body, timeout=self.timeout)
         except HTTPError as err:
             status = err.status_code
             raise ProviderError(

@@ -98,6 +98,7 @@ class TwilioHook(BaseHook):
                             http_client=TwilioHttpClient(timeout=self.timeout, logger=quiet))
             if settings["host"]:
                 client.api.base_url = settings["host"].rstrip("/")
+            _ = client.messages  # the SDK imports and builds this lazily: now, not in a slot
             self._local.client = client
         return self._local.client
 
