@@ -24,7 +24,8 @@ requests in flight cost no CPU), then:
   "every": N | "first": N | "probability": p, "seed": s, "delay_s": d}`, chosen
   deterministically so tests repeat: `every` hits the Nth, 2Nth... request the rule matches,
   `first` the first N, `probability` a seeded pseudo-random share. The first rule that hits
-  a request decides; every rule counts every request it matches. Kinds:
+  a request decides; every rule counts every request it matches (requests the two limits
+  above refused never reach the rules). Setting a plan resets every counter. Kinds:
 
     error_500, error_503  answered in the provider's error shape; nothing stored
     too_many_requests     SendGrid's 429 (rate-limit headers, reset at the next second) or

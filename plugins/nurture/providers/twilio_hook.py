@@ -99,6 +99,8 @@ class TwilioHook(BaseHook):
             if settings["host"]:
                 client.api.base_url = settings["host"].rstrip("/")
             _ = client.messages  # the SDK imports and builds this lazily: now, not in a slot
+            if self._limiter is not None:
+                _connect_ahead(client, settings["host"] or "https://api.twilio.com")
             self._local.client = client
         return self._local.client
 
@@ -148,6 +150,20 @@ class TwilioHook(BaseHook):
         except requests.Timeout as err:  # a read timeout: the request was sent
             raise ProviderError(f"Twilio timed out: {err}", status=None, ambiguous=True) from err
         return created.sid
+
+
+def _connect_ahead(client, base_url: str) -> None:
+    """Open this thread's connection now, so that its setup (slow on a busy machine) never
+    delays a request inside its rate slot, letting the next slot's catch up with it. Best
+    effort: a failure here is the first send's to report."""
+    try:
+        adapter = client.http_client.session.get_adapter(base_url)
+        pool = adapter.poolmanager.connection_from_url(base_url)
+        conn = pool._get_conn()
+        conn.connect()
+        pool._put_conn(conn)
+    except Exception:  # an optimisation only: the send itself reports any failure
+        return
 
 
 def _positive_number(value) -> float | None | bool:
