@@ -84,3 +84,19 @@ def emulator(tmp_path: Path):
     outbox = tmp_path / "outbox.sqlite"
     with emulated_providers(outbox, events=False) as providers:
         yield providers.url, OutboxStore(outbox)
+
+
+@pytest.fixture
+def emulator_apart(tmp_path: Path, monkeypatch):
+    """The emulator in its own process, as a provider is, with the connections pointed at
+    it: for what its clock measures (a send rate), which an in-process server's would not
+    do faithfully (it would wait on this process's threads for the interpreter lock)."""
+    from nurture.bench.dispatch import emulator_process
+    from nurture.emulator import OutboxStore
+    from nurture.runner import emulator_connections
+
+    outbox = tmp_path / "outbox.sqlite"
+    with emulator_process(outbox) as url:
+        for key, value in emulator_connections(url).items():
+            monkeypatch.setenv(key, value)
+        yield url, OutboxStore(outbox)

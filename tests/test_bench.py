@@ -42,8 +42,11 @@ def test_bench_reports_every_key_as_json(state_dir):
     assert (report["contacts"], report["events"]) == (300, 6_000)
     assert report["rows"]["crm_contacts"] == 300
     for key in ("load_s", "dbt_full_s", "dbt_incremental_s", "guard_s", "plan_s",
-                "dag_parse_s"):
+                "dag_parse_s", "dispatch_email_per_s", "dispatch_email_baseline_per_s",
+                "dispatch_sms_per_s", "emulator_ceiling_per_s", "dispatcher_peak_rss_mb"):
         assert report[key] > 0, key
+    assert report["dispatch_email_detail"]["outcomes"] == {"sent": 300}
+    assert report["sms_max_in_any_second"] <= report["sms_rate_limit_per_s"]
     assert set(report["plan"]) == {"onboarding", "webinar", "satisfaction_survey", "nurture"}
 
 

@@ -548,3 +548,128 @@ def test_marketing_email_carries_a_signed_one_click_unsubscribe(conn, templates,
         assert (claims.contact_id, claims.channel) == (contact_id, "email")
         assert contact_id not in url
 
+
+
+# -- providers push back, or lose the answer (emulator faults) ----------------------------------
+
+
+@pytest.fixture
+def faults(emulator):
+    """Set the emulator's fault plan (nurture.emulator.faults) for this test."""
+    import httpx
+
+    url, _ = emulator
+
+    def set_plan(plan: dict) -> None:
+        httpx.post(f"{url}/_emulator/faults", json=plan).raise_for_status()
+
+    yield set_plan
+    httpx.delete(f"{url}/_emulator/faults").raise_for_status()
+
+
+def patient_job(templates: Path, **hooks) -> Dispatch:
+    """make_job with hooks that retry pushback quickly (tests wait seconds, not minutes)."""
+    from dataclasses import replace
+
+    return replace(make_job(templates), email=SendGridHook(**hooks.get("email", {})),
+                   sms=TwilioHook(backoff_base_s=0.05, **hooks.get("sms", {})))
+
+
+def test_sendgrid_429s_are_retried_and_each_message_sent_exactly_once(
+        conn, templates, emulator, run_id, faults):
+    _, outbox = emulator
+    people = [contact(i) for i in range(12)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "welcome", people)
+    faults({"faults": [{"kind": "too_many_requests", "every": 3, "provider": "sendgrid"}]})
+
+    assert dispatch(conn, patient_job(templates), run_id, "email") == {"welcome": {"sent": 12}}
+
+    assert Counter(m["recipient"] for m in outbox.messages()) == Counter(
+        c["email"] for c in people)
+    assert {row["state"] for row in ledger_rows(conn, run_id).values()} == {"sent"}
+
+
+def test_twilio_20429s_are_retried_and_each_sms_sent_exactly_once(
+        conn, templates, emulator, run_id, faults):
+    _, outbox = emulator
+    people = [contact(i) for i in range(12)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "nudge", people)
+    faults({"twilio_max_concurrent": 2, "latency_s": 0.1})
+
+    job = patient_job(templates, sms={"attempts_when_limited": 20})
+    assert dispatch(conn, job, run_id, "sms") == {"nudge": {"sent": 12}}
+
+    assert Counter(m["recipient"] for m in outbox.messages()) == Counter(
+        c["phone"] for c in people)
+    assert {row["state"] for row in ledger_rows(conn, run_id).values()} == {"sent"}
+
+
+def test_still_pushed_back_after_the_retries_the_rows_go_back_to_planned_and_out_once(
+        conn, templates, emulator, run_id, faults):
+    _, outbox = emulator
+    people = [contact(i) for i in range(3)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "welcome", people)
+    plan(conn, run_id, "nudge", people)
+    faults({"faults": [{"kind": "too_many_requests", "every": 1}]})
+    job = patient_job(templates, email={"attempts_when_limited": 2},
+                      sms={"attempts_when_limited": 2})
+
+    for channel in ("email", "sms"):
+        with pytest.raises(ProviderUnavailable, match="^3 message"):
+            dispatch(conn, job, run_id, channel)
+    assert outbox.messages() == []
+    rows = ledger_rows(conn, run_id).values()
+    assert {row["state"] for row in rows} == {"planned"}
+    assert all(row["reason"].startswith("provider_unavailable:") and "429" in row["reason"]
+               for row in rows)
+
+    faults({})  # the provider has room again: the task's retry sends each message once
+    assert dispatch(conn, job, run_id, "email") == {"welcome": {"sent": 3}}
+    assert dispatch(conn, job, run_id, "sms") == {"nudge": {"sent": 3}}
+    assert len(outbox.messages()) == 6
+
+
+@pytest.mark.parametrize(("kind", "stored"), [("drop", 2), ("reset", 0)])
+def test_a_lost_answer_is_unknown_and_never_resent_whether_or_not_it_was_accepted(
+        conn, templates, emulator, run_id, faults, kind, stored):
+    _, outbox = emulator
+    people = [contact(i) for i in range(4)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "welcome", people)
+    faults({"faults": [{"kind": kind, "every": 2}]})
+
+    counts = dispatch(conn, patient_job(templates), run_id, "email")
+
+    assert counts == {"welcome": {"sent": 2, "provider_outcome_unknown": 2}}
+    assert len(outbox.messages()) == 2 + stored  # only the outbox knows whether it went out
+    faults({})
+    assert dispatch(conn, patient_job(templates), run_id, "email") == {}
+    assert len(outbox.messages()) == 2 + stored
+    unknown = [row for row in ledger_rows(conn, run_id).values() if row["state"] == "unknown"]
+    assert len(unknown) == 2
+
+
+def test_sms_go_out_at_the_senders_rate_never_above_it(conn, templates, emulator_apart, run_id,
+                                                       monkeypatch):
+    import json
+    import os
+
+    from nurture.bench.dispatch import max_in_window
+
+    _, outbox = emulator_apart
+    twilio = json.loads(os.environ["AIRFLOW_CONN_TWILIO_DEFAULT"])
+    twilio["extra"] = {**twilio.get("extra", {}), "messages_per_second": 10}
+    monkeypatch.setenv("AIRFLOW_CONN_TWILIO_DEFAULT", json.dumps(twilio))
+    people = [contact(i) for i in range(25)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "nudge", people)
+
+    assert dispatch(conn, make_job(templates, concurrency=4), run_id, "sms") == {
+        "nudge": {"sent": 25}}
+
+    arrivals = sorted(datetime.fromisoformat(m["received_at"]).timestamp()
+                      for m in outbox.messages())
+    assert max_in_window(arrivals, 1.0) <= 10

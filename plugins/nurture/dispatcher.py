@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -48,32 +49,83 @@ class Dispatch:
     signer: TokenSigner | None = None  # with public_url: unsubscribe links and headers
 
 
+class SteadyTemplates(TemplateSet):
+    """A program's templates as they stand when a batch starts: each template's locale
+    folder and version are looked up once, and compiled templates are not checked against
+    the disk again, rather than once per message (a batch renders thousands)."""
+
+    def __init__(self, templates: TemplateSet) -> None:
+        super().__init__(templates.root, templates.program, templates.default_locale)
+        self._locales: dict[tuple[str, str], str] = {}
+        self._versions: dict[tuple[str, str], str] = {}
+
+    @cached_property
+    def env(self):
+        return super().env.overlay(auto_reload=False)
+
+    def resolve_locale(self, template: str, locale: str) -> str:
+        key = (template, locale)
+        if key not in self._locales:  # a race computes it twice, to the same answer
+            self._locales[key] = super().resolve_locale(template, locale)
+        return self._locales[key]
+
+    def version(self, template: str, locale: str) -> str:
+        key = (template, locale)
+        if key not in self._versions:
+            self._versions[key] = super().version(template, locale)
+        return self._versions[key]
+
+
+@dataclass
+class _Chunk:
+    """Claimed rows whose sends are under way."""
+
+    rows: list[dict]
+    sends: list[Future]
+
+
 def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
                    batch_no: int) -> dict[str, dict[str, int]]:
     """Send a batch, a few times `concurrency` messages at a time; returns
     {step: {"sent" or the reason not: count}}.
 
+    The pool never runs dry: the next chunk is claimed and queued while the previous one is
+    still being sent, then the previous one is settled in one statement. Memory is a chunk or
+    two whatever the batch's size.
+
     Raises ProviderUnavailable, after settling what was sent, when some messages never
     reached the provider: they stay planned, and the task's retry claims them again."""
     (job.email if channel == "email" else job.sms).check()
+    job = replace(job, templates=SteadyTemplates(job.templates))
     counts: dict[str, Counter] = {}
-    while rows := ledger.claim_batch(conn, program=job.program.name, dag_run_id=dag_run_id,
-                                     channel=channel, batch_no=batch_no,
-                                     limit=job.concurrency * CLAIM_FACTOR):
-        outcomes = _send_claimed(conn, job, rows)
-        for row, outcome in zip(rows, outcomes, strict=True):
-            label = "sent" if outcome.state == "sent" else ledger.reason_category(outcome.reason)
-            counts.setdefault(row["step"], Counter())[label] += 1
-        released = sum(outcome.state == "planned" for outcome in outcomes)
-        if released:
-            raise ProviderUnavailable(
-                f"{released} message(s) could not reach the {channel} provider and stay "
-                "planned: the task's retry (or the next run) sends them"
-            )
+    released, first_claim = 0, True
+    with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
+        in_flight: _Chunk | None = None
+        try:
+            while True:
+                rows = [] if released else ledger.claim_batch(
+                    conn, program=job.program.name, dag_run_id=dag_run_id, channel=channel,
+                    batch_no=batch_no, limit=job.concurrency * CLAIM_FACTOR,
+                    new_attempt=first_claim)
+                first_claim = False
+                previous, in_flight = in_flight, _start(conn, job, pool, rows) if rows else None
+                if previous is not None:
+                    released += _settle(conn, previous, counts)
+                if in_flight is None:
+                    break
+        finally:
+            if in_flight is not None:  # something above failed: settle what was started
+                _settle(conn, in_flight, counts)
+    if released:
+        raise ProviderUnavailable(
+            f"{released} message(s) could not reach the {channel} provider and stay "
+            "planned: the task's retry (or the next run) sends them"
+        )
     return {step: dict(counter) for step, counter in counts.items()}
 
 
-def _send_claimed(conn, job: Dispatch, rows: list[dict]) -> list[ledger.Outcome]:
+def _start(conn, job: Dispatch, pool: ThreadPoolExecutor, rows: list[dict]) -> _Chunk:
+    """Read what the rows' messages need, then queue their sends on the pool."""
     try:
         contacts = _audience_rows(conn, job.program, rows)
         short_urls = _short_survey_links(conn, job, rows, contacts)
@@ -82,14 +134,21 @@ def _send_claimed(conn, job: Dispatch, rows: list[dict]) -> list[ledger.Outcome]
         conn.rollback()
         ledger.release(conn, [row["ledger_id"] for row in rows])
         raise
-    with ThreadPoolExecutor(max_workers=job.concurrency) as pool:
-        outcomes = list(pool.map(
-            lambda row: deliver(job, row, contacts.get((row["contact_id"], row["enrollment_id"])),
-                                short_url=short_urls.get(str(row["ledger_id"]))),
-            rows,
-        ))
+    return _Chunk(rows, [
+        pool.submit(deliver, job, row, contacts.get((row["contact_id"], row["enrollment_id"])),
+                    short_url=short_urls.get(str(row["ledger_id"])))
+        for row in rows])
+
+
+def _settle(conn, chunk: _Chunk, counts: dict[str, Counter]) -> int:
+    """Wait for a chunk's sends, write their outcomes; returns how many went back to
+    planned (never reached the provider)."""
+    outcomes = [send.result() for send in chunk.sends]
     ledger.settle(conn, outcomes)
-    return outcomes
+    for row, outcome in zip(chunk.rows, outcomes, strict=True):
+        label = "sent" if outcome.state == "sent" else ledger.reason_category(outcome.reason)
+        counts.setdefault(row["step"], Counter())[label] += 1
+    return sum(outcome.state == "planned" for outcome in outcomes)
 
 
 def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None, *,
@@ -214,13 +273,13 @@ def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:
 def _audience_rows(conn, program: Program, rows: list[dict]) -> dict[tuple[str, str], dict]:
     """The current audience row of each (contact, enrollment): read at send time, so a
     consent withdrawn since planning still stops the message."""
-    from psycopg2.extras import RealDictCursor
-
     if not rows:
         return {}
-    with conn.cursor(cursor_factory=RealDictCursor) as cur:
+    with conn.cursor() as cur:
         cur.execute(
             f"select * from marts.{program.audience} where contact_id = any(%s)",
-            ([row["contact_id"] for row in rows],),
+            (list({row["contact_id"] for row in rows}),),
         )
-        return {(row["contact_id"], row["enrollment_id"]): dict(row) for row in cur}
+        columns = [column.name for column in cur.description]
+        found = (dict(zip(columns, values, strict=True)) for values in cur)
+        return {(row["contact_id"], row["enrollment_id"]): row for row in found}

@@ -197,25 +197,28 @@ def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:
 
 
 def claim_batch(conn, *, program: str, dag_run_id: str, channel: str, batch_no: int,
-                limit: int | None = None) -> list[dict]:
+                limit: int | None = None, new_attempt: bool = True) -> list[dict]:
     """Mark up to `limit` of a batch's planned rows `sending` and return them; commits
     before any send. Claiming a little at a time bounds what a killed worker leaves behind.
 
-    Rows a previous, interrupted attempt left in `sending` may have gone out: they become
-    `unknown` instead of being sent again. Run ids are unique per DAG only (two programs'
-    scheduled runs share one), hence the program in the key.
+    On an attempt's first claim (`new_attempt`), rows a previous, interrupted attempt left
+    in `sending` may have gone out: they become `unknown` instead of being sent again. Later
+    claims of the same attempt leave `sending` rows alone: they are its own, still in flight.
+    Run ids are unique per DAG only (two programs' scheduled runs share one), hence the
+    program in the key.
     """
     key = (program, dag_run_id, channel, batch_no)
     with conn.cursor() as cur:
-        cur.execute(
-            """
-            update nurture.message_ledger
-               set state = 'unknown', reason = 'interrupted_during_send', updated_at = now()
-             where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
-               and state = 'sending'
-            """,
-            key,
-        )
+        if new_attempt:
+            cur.execute(
+                """
+                update nurture.message_ledger
+                   set state = 'unknown', reason = 'interrupted_during_send', updated_at = now()
+                 where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
+                   and state = 'sending'
+                """,
+                key,
+            )
         # The rows are chosen once, in a materialized CTE: as an `in (subquery)` the planner
         # may run the subquery again per row, and with `skip locked` claim past the limit.
         cur.execute(

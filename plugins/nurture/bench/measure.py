@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from nurture import settings, warehouse
+from nurture.bench import dispatch
 from nurture.bench.synthetic import Size, append_day, load, now_utc
 
-# Keys of the JSON report; None: not measured (dispatch: not yet built; plan_s: a program
-# could not be planned, see "plan").
+# Keys of the JSON report; None: not measured (plan_s: a program could not be planned, see
+# "plan"). Dispatch figures: nurture.bench.dispatch says what they measure.
 KEYS = ("contacts", "events", "load_s", "dbt_full_s", "dbt_incremental_s", "guard_s",
         "plan_s", "dispatch_email_per_s", "dispatch_email_baseline_per_s",
         "dispatch_sms_per_s", "sms_rate_limit_per_s", "emulator_ceiling_per_s",
@@ -76,6 +77,8 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
         # The slowest program's; none when one could not be planned at all.
         if all("error" not in p for p in report["plan"].values()):
             report["plan_s"] = max(p["seconds"] for p in report["plan"].values())
+        say("dispatch against the emulator (100 ms latency)")
+        report.update(dispatch.measure(size.contacts, say))
         say("parsing dags/")
         report["dag_parse_s"] = _dag_parse_seconds()
     finally:
@@ -191,4 +194,6 @@ def format_table(report: dict) -> str:
         lines.append(f"{name:<22} guard {guard['seconds']:>7.2f} s ({verdict})"
                      f"   plan {plan.get('seconds', 0):>7.2f} s ({planned},"
                      f" peak {plan.get('peak_rss_mb', '?')} MB)")
+    if report.get("dispatch_email_detail"):
+        lines += ["", dispatch.describe(report)]
     return "\n".join(lines)

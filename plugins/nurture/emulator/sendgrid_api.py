@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from nurture.emulator.faults import arrival
+
 router = APIRouter()
 
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#"
@@ -194,9 +196,10 @@ def merged_custom_args(body: dict[str, Any], personalization: dict[str, Any]) ->
     return {**(body.get("custom_args") or {}), **(personalization.get("custom_args") or {})}
 
 
-def outbox_records(body: dict[str, Any], message_id: str) -> list[dict[str, Any]]:
+def outbox_records(body: dict[str, Any], message_id: str,
+                   received_at: str | None = None) -> list[dict[str, Any]]:
     """One record per `to` recipient of every personalization."""
-    received_at = datetime.now(UTC).isoformat()
+    received_at = received_at or datetime.now(UTC).isoformat()
     content = {block["type"]: block["value"] for block in body.get("content") or []}
     records = []
     for p in body["personalizations"]:
@@ -234,5 +237,5 @@ async def mail_send(request: Request) -> Response:
     if _sandbox_mode(body):
         return Response(status_code=200)  # valid, but SendGrid delivers nothing in sandbox mode
     message_id = secrets.token_urlsafe(16)  # 22 url-safe characters, like SendGrid's
-    await request.app.state.accept(outbox_records(body, message_id))
+    await request.app.state.accept(outbox_records(body, message_id, arrival(request)))
     return Response(status_code=202, headers={"X-Message-Id": message_id})

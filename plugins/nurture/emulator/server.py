@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from nurture.emulator.app import create_app
+from nurture.emulator.faults import FaultPlan
 from nurture.emulator.store import OutboxStore
 
 STARTUP_TIMEOUT_S = 5.0
@@ -26,13 +27,19 @@ def serve(
     host: str, port: int, store_path: Path | str, *,
     sendgrid_api_key: str, twilio_account_sid: str, twilio_auth_token: str,
     events_url: str | None = None, sendgrid_event_key: str | None = None,
+    faults: FaultPlan | None = None, sock: socket.socket | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM)."""
+    """Serve until interrupted (Ctrl-C / SIGTERM); on `sock` when given (already bound)."""
     app = create_app(OutboxStore(Path(store_path)), sendgrid_api_key=sendgrid_api_key,
                      twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token,
-                     events_url=events_url, sendgrid_event_key=sendgrid_event_key)
+                     events_url=events_url, sendgrid_event_key=sendgrid_event_key,
+                     faults=faults)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+        if sock is not None:
+            uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                          backlog=4096)).run(sockets=[sock])
+        else:
+            uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
     finally:
         app.state.events.close()
 
@@ -50,11 +57,13 @@ def run_in_thread(
     store_path: Path | str, *,
     sendgrid_api_key: str, twilio_account_sid: str, twilio_auth_token: str,
     events_url: str | None = None, sendgrid_event_key: str | None = None,
+    faults: FaultPlan | None = None,
 ) -> Iterator[str]:
     """Serve on 127.0.0.1 on a free port in a daemon thread; yields the base URL."""
     app = create_app(OutboxStore(Path(store_path)), sendgrid_api_key=sendgrid_api_key,
                      twilio_account_sid=twilio_account_sid, twilio_auth_token=twilio_auth_token,
-                     events_url=events_url, sendgrid_event_key=sendgrid_event_key)
+                     events_url=events_url, sendgrid_event_key=sendgrid_event_key,
+                     faults=faults)
     try:
         with serve_app_in_thread(app, name="provider-emulator") as url:
             yield url

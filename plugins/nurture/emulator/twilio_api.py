@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from nurture.emulator.faults import arrival
 from nurture.sms_encoding import measure
 
 router = APIRouter()
@@ -97,7 +98,8 @@ def message_resource(account_sid: str, form: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def outbox_record(message: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+def outbox_record(message: dict[str, Any], form: dict[str, str],
+                  received_at: str | None = None) -> dict[str, Any]:
     """program/step/ledger_id ride on the StatusCallback URL's query string."""
     query = parse_qs(urlsplit(form.get("StatusCallback", "")).query)
     tag = {key: query.get(key, [None])[0] for key in ("program", "step", "ledger_id")}
@@ -105,7 +107,7 @@ def outbox_record(message: dict[str, Any], form: dict[str, str]) -> dict[str, An
         "message_id": message["sid"], "channel": "sms", "recipient": message["to"],
         "sender": message["from"] or message["messaging_service_sid"], "subject": None,
         "text": message["body"], "html": None, **tag,
-        "received_at": datetime.now(UTC).isoformat(), "request": form,
+        "received_at": received_at or datetime.now(UTC).isoformat(), "request": form,
     }
 
 
@@ -120,5 +122,5 @@ async def create_message(account_sid: str, request: Request) -> JSONResponse:
     if request.app.state.events.opted_out(form["To"]):  # the recipient replied STOP
         return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
     message = message_resource(account_sid, form)
-    await request.app.state.accept([outbox_record(message, form)])
+    await request.app.state.accept([outbox_record(message, form, arrival(request))])
     return JSONResponse(message, status_code=201)

@@ -1,4 +1,7 @@
-"""SendGrid mail send, one message per request (each is rendered for its recipient)."""
+"""SendGrid mail send, one message per request (each is rendered for its recipient).
+
+A 429 (over the account's rate limit) is retried after `X-RateLimit-Reset`: SendGrid
+accepted nothing, so the same message goes again (`nurture.providers.pushback`)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from urllib.error import URLError
 from airflow.sdk import BaseHook
 
 from nurture.exceptions import ConfigurationError, ProviderError
+from nurture.providers.pushback import PauseGate, seconds_until_reset
 from nurture.redact import redact
 
 DEFAULT_HOST = "https://api.sendgrid.com"
@@ -38,11 +42,17 @@ class SendGridHook(BaseHook):
     conn_type = "sendgrid"
     hook_name = "SendGrid"
 
-    def __init__(self, *, sendgrid_conn_id: str = default_conn_name, timeout: float = 30) -> None:
+    def __init__(self, *, sendgrid_conn_id: str = default_conn_name, timeout: float = 30,
+                 attempts_when_limited: int = 5, max_wait_s: float = 60) -> None:
+        """`attempts_when_limited`: tries of one message while SendGrid answers 429, each
+        after the reset it names (at most `max_wait_s` away)."""
         super().__init__()
         self.sendgrid_conn_id = sendgrid_conn_id
         self.timeout = timeout
+        self.attempts_when_limited = attempts_when_limited
+        self.max_wait_s = max_wait_s
         self._local = threading.local()
+        self._gate = PauseGate()
 
     @cached_property
     def _credentials(self) -> tuple[str, str]:
@@ -70,28 +80,43 @@ class SendGridHook(BaseHook):
             self._local.client = SendGridAPIClient(api_key=api_key, host=host)
         return self._local.client
 
-    def send(self, message: EmailMessage) -> str:
-        """Send one message; returns SendGrid's X-Message-Id."""
-        from python_http_client.exceptions import HTTPError
-        from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail
+    @property
+    def _mail_send(self):
+        """The SDK's `/v3/mail/send` endpoint for this thread, over a kept-alive connection
+        (`nurture.providers.keepalive`)."""
+        if not hasattr(self._local, "mail_send"):
+            from nurture.providers.keepalive import KeepAliveTransport
 
-        mail = Mail(
-            from_email=From(message.from_email, message.from_name),
-            to_emails=message.to,
-            subject=message.subject,
-            plain_text_content=message.text,
-            html_content=message.html,
-        )
-        for key, value in message.custom_args.items():
-            mail.add_custom_arg(CustomArg(key, str(value)))
-        for category in message.categories:
-            mail.add_category(Category(category))
-        for key, value in message.headers.items():
-            mail.add_header(Header(key, value))
+            endpoint = self.client.client.mail.send
+            endpoint._make_request = KeepAliveTransport(self.client.host, self.timeout)
+            self._local.mail_send = endpoint
+        return self._local.mail_send
+
+    def send(self, message: EmailMessage) -> str:
+        """Send one message; returns SendGrid's X-Message-Id. A 429 is retried after the
+        reset SendGrid names, by every thread of this hook; still 429 after
+        `attempts_when_limited` tries, it is raised (retryable: nothing was accepted)."""
+        from python_http_client.exceptions import HTTPError
+
+        body, attempt = _mail(message), 1
+        while True:
+            self._gate.wait()
+            try:
+                return self._post(body)
+            except ProviderError as err:
+                if err.status != 429 or attempt >= self.attempts_when_limited:
+                    raise
+                cause = err.__cause__
+                headers = cause.headers if isinstance(cause, HTTPError) else None
+                self._gate.pause_for(seconds_until_reset(headers or {}, default=1.0,
+                                                         cap=self.max_wait_s))
+            attempt += 1
+
+    def _post(self, body: dict) -> str:
+        from python_http_client.exceptions import HTTPError
+
         try:
-            response = self.client.client.mail.send.post(
-                request_body=mail.get(), timeout=self.timeout
-            )
+            response = self._mail_send.post(request_body=body, timeout=self.timeout)
         except HTTPError as err:
             status = err.status_code
             raise ProviderError(
@@ -104,6 +129,26 @@ class SendGridHook(BaseHook):
             raise ProviderError(f"SendGrid did not answer: {err}", status=None,
                                 ambiguous=True) from err
         return response.headers.get("X-Message-Id", "")
+
+
+def _mail(message: EmailMessage) -> dict:
+    """The mail/send body, built by the SDK's helpers."""
+    from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail
+
+    mail = Mail(
+        from_email=From(message.from_email, message.from_name),
+        to_emails=message.to,
+        subject=message.subject,
+        plain_text_content=message.text,
+        html_content=message.html,
+    )
+    for key, value in message.custom_args.items():
+        mail.add_custom_arg(CustomArg(key, str(value)))
+    for category in message.categories:
+        mail.add_category(Category(category))
+    for key, value in message.headers.items():
+        mail.add_header(Header(key, value))
+    return mail.get()
 
 
 def _text(body) -> str:
