@@ -76,6 +76,8 @@ TEMPLATES = {
 
 # -- fixtures and helpers ---------------------------------------------------------------------
 
+LIVE_CONSENT = f"marts.{AUDIENCE}_consent"
+
 
 @pytest.fixture
 def conn(warehouse_url):
@@ -83,7 +85,7 @@ def conn(warehouse_url):
     ledger.ensure_schema(conn)
     with conn.cursor() as cur:
         cur.execute("create schema if not exists marts")
-        cur.execute(f"drop table if exists marts.{AUDIENCE}")
+        cur.execute(f"drop table if exists marts.{AUDIENCE} cascade")
         cur.execute(f"""
             create table marts.{AUDIENCE} (
                 contact_id text not null,
@@ -99,13 +101,16 @@ def conn(warehouse_url):
                 is_activated boolean not null,
                 topic text
             )""")
+        # Consent as it is now: here the audience table itself (dbt's view in a real run).
+        cur.execute(f"create view {LIVE_CONSENT} as select contact_id, has_email_consent,"
+                    f" has_sms_consent from marts.{AUDIENCE}")
     conn.commit()
     yield conn
     conn.rollback()
     with conn.cursor() as cur:
         cur.execute("delete from nurture.message_ledger where program in %s",
                     ((PROGRAM.name, OTHER_PROGRAM.name),))
-        cur.execute(f"drop table if exists marts.{AUDIENCE}")
+        cur.execute(f"drop table if exists marts.{AUDIENCE} cascade")
     conn.commit()
     conn.close()
 
@@ -193,6 +198,7 @@ def make_job(templates: Path, *, program: Program = PROGRAM, concurrency: int = 
         sms=TwilioHook(timeout=timeout),
         public_url=PUBLIC_URL,
         concurrency=concurrency,
+        live_consent=LIVE_CONSENT,
     )
 
 

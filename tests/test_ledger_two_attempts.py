@@ -90,12 +90,6 @@ def test_two_attempts_of_one_batch_never_claim_the_same_row(batch, warehouse_url
     assert {state for state, _ in states(conn).values()} <= {"sent", "unknown"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ledger.settle updates only rows still `sending`: when the retry marks the zombie's "
-    "in-flight rows `unknown` (right: they may have gone out), the zombie's outcome for them "
-    "(sent, with the provider's id) is dropped. Fix in ledger.settle: also accept rows in "
-    "`unknown` with reason `interrupted_during_send` (only the attempt that claimed a row "
-    "holds its ledger_id, so only it can settle it)."))
 def test_what_the_first_attempt_sent_stays_sent_when_a_second_starts(batch, warehouse_url):
     conn, run_id = batch
     record(conn, run_id, ["c1", "c2"])

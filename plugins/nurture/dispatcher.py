@@ -47,6 +47,9 @@ class Dispatch:
     public_url: str | None = None
     concurrency: int = 16
     signer: TokenSigner | None = None  # with public_url: unsubscribe links and headers
+    # Consent as it is now (contact_id, has_email_consent, has_sms_consent): dbt's view over
+    # the raw consent events, read per chunk on top of the audience table built before the plan.
+    live_consent: str = "intermediate.int_consents_pivoted_to_contacts"
 
 
 class SteadyTemplates(TemplateSet):
@@ -127,7 +130,7 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
 def _start(conn, job: Dispatch, pool: ThreadPoolExecutor, rows: list[dict]) -> _Chunk:
     """Read what the rows' messages need, then queue their sends on the pool."""
     try:
-        contacts = _audience_rows(conn, job.program, rows)
+        contacts = _audience_rows(conn, job, rows)
         short_urls = _short_survey_links(conn, job, rows, contacts)
         conn.commit()  # short links resolve before the first SMS carrying one goes out
     except Exception:  # nothing has left yet: give the rows back for the retry
@@ -270,16 +273,29 @@ def _status_callback(job: Dispatch, ledger_id: str, step: str) -> str | None:
     return f"{job.public_url}/webhooks/twilio/status?{query}"
 
 
-def _audience_rows(conn, program: Program, rows: list[dict]) -> dict[tuple[str, str], dict]:
+def _audience_rows(conn, job: Dispatch, rows: list[dict]) -> dict[tuple[str, str], dict]:
     """The current audience row of each (contact, enrollment): read at send time, so a
     consent withdrawn since planning still stops the message."""
     if not rows:
         return {}
     with conn.cursor() as cur:
         cur.execute(
-            f"select * from marts.{program.audience} where contact_id = any(%s)",
+            f"select * from marts.{job.program.audience} where contact_id = any(%s)",
             (list({row["contact_id"] for row in rows}),),
         )
         columns = [column.name for column in cur.description]
-        found = (dict(zip(columns, values, strict=True)) for values in cur)
-        return {(row["contact_id"], row["enrollment_id"]): row for row in found}
+        found = [dict(zip(columns, values, strict=True)) for values in cur]
+        # The audience is a table dbt built before the plan. Consent withdrawn since then is
+        # in dbt's consent view, which reads the raw events when queried: a withdrawal wins.
+        cur.execute(
+            "select contact_id, has_email_consent, has_sms_consent"
+            f" from {job.live_consent} where contact_id = any(%s)",
+            (list({row["contact_id"] for row in found}),),
+        )
+        now = {contact_id: (email, sms) for contact_id, email, sms in cur}
+    for row in found:
+        email, sms = now.get(row["contact_id"], (False, False))
+        for column, allowed in (("has_email_consent", email), ("has_sms_consent", sms)):
+            if column in row:
+                row[column] = bool(row[column]) and bool(allowed)
+    return {(row["contact_id"], row["enrollment_id"]): row for row in found}

@@ -62,6 +62,8 @@ end $$;
 
 create index if not exists message_ledger_program_run_batch
     on nurture.message_ledger (program, dag_run_id, channel, batch_no);
+-- The send-time consent check reads consent events through the ledger by contact.
+create index if not exists message_ledger_contact on nurture.message_ledger (contact_id);
 
 create table if not exists nurture.guard_results (
     program text not null,
@@ -344,7 +346,10 @@ def settle(conn, outcomes: Iterable[Outcome]) -> None:
               from (values %s) as outcome (ledger_id, state, reason, provider_message_id,
                                            template_version)
              where ledger.ledger_id = outcome.ledger_id::uuid
-               and ledger.state = 'sending'
+               -- or marked interrupted by a retry while this attempt still held the row:
+               -- only the attempt that claimed it knows its id, and what it learnt stands
+               and (ledger.state = 'sending'
+                    or (ledger.state = 'unknown' and ledger.reason = 'interrupted_during_send'))
             """,
             rows,
             page_size=1000,

@@ -36,10 +36,6 @@ def outcomes(contacts: list[str]) -> dict[str, tuple[str, str]]:
         return {key: (state, reason) for key, state, reason in cur}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dispatcher._audience_rows reads consent from marts.onboarding_audience, a table built "
-    "by dbt before the plan: a withdrawal that arrives later reaches the raw tables and "
-    "dbt's views, never the send-time check (see the report of issue 8's faults suite)"))
 def test_a_withdrawal_after_the_plan_stops_the_send(scenario, monkeypatch):
     plan = tasks.plan
     withdrawn: dict[str, list[str]] = {}
