@@ -11,7 +11,7 @@ webinars as (
 
 ),
 
-invitees as (
+invitees as not materialized (
 
     select * from {{ ref('int_webinar_invitees') }}
 
@@ -46,9 +46,14 @@ zones as (
 
 audience_keys as (
 
-    select webinar_id, contact_id from invitees
-    union
-    select webinar_id, contact_id from registrants
+    select webinar_id, contact_id, true as is_invitee from invitees
+    union all
+    select webinar_id, contact_id, false as is_invitee from registrants
+    where not exists (
+        select from invitees
+        where invitees.webinar_id = registrants.webinar_id
+            and invitees.contact_id = registrants.contact_id
+    )
 
 ),
 
@@ -81,7 +86,7 @@ final as (
         contacts.locale,
         contacts.has_email_consent,
         contacts.has_sms_consent,
-        invitees.contact_id is not null as is_invitee,
+        audience_keys.is_invitee,
         invited.contact_id is not null as was_invited,
         registrants.registration_id,
         registrants.registered_at,
@@ -105,8 +110,7 @@ final as (
             and not registrants.has_attended,
             false
         ) as is_no_show,
-        invitees.contact_id is not null and registrants.registration_id is null
-            as is_invitable,
+        audience_keys.is_invitee and registrants.registration_id is null as is_invitable,
         invited.contact_id is not null and registrants.registration_id is null
             as is_unregistered_invitee,
         greatest(webinars.loaded_at, registrants.loaded_at, contacts.source_loaded_at)
@@ -114,7 +118,6 @@ final as (
     from audience_keys
     inner join webinars using (webinar_id)
     inner join contacts using (contact_id)
-    left join invitees using (webinar_id, contact_id)
     left join registrants using (webinar_id, contact_id)
     left join invited
         on invited.contact_id = audience_keys.contact_id
