@@ -180,8 +180,11 @@ def text_array(values: Iterable[str]) -> str:
     """A PostgreSQL array literal (`'{"a","b"}'`, bound as one value, cast with
     `::text[]`): thousands of ids parse in a few milliseconds, where psycopg2's
     `ARRAY['a', 'b', ...]` takes tens."""
-    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
-    return "{" + ",".join(quoted) + "}"
+    values = list(values)
+    joined = '","'.join(values)
+    if '"' in joined or "\\" in joined:  # rare: escape each value
+        joined = '","'.join(value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return '{"' + joined + '"}' if values else "{}"
 
 
 def record(conn, entries: Sequence[Entry], *, dag_run_id: str) -> int:

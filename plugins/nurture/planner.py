@@ -158,11 +158,15 @@ class Planner:
         rules = [(step, step.anchor, now - step.after,
                   now + LOOKAHEAD - step.after if step.is_marketing else None,
                   counts[step.name], step.is_marketing) for step in self.chosen]
+        decided_steps: dict[tuple[str, str], dict[str, str]] = {}  # per row: step -> state
+        for (step_name, contact_id, enrollment_id), state in existing.items():
+            decided_steps.setdefault((contact_id, enrollment_id), {})[step_name] = state
+        nothing: dict[str, str] = {}
         for contact in audience:
             contact_id, enrollment_id = contact["contact_id"], contact["enrollment_id"]
+            states = decided_steps.get((contact_id, enrollment_id), nothing)
             for step, anchor_column, due_by, coming_by, step_counts, marketing in rules:
-                key = (step.name, contact_id, enrollment_id)
-                state = existing.get(key)
+                state = states.get(step.name)
                 if state in UNFINISHED:
                     continue  # an earlier run's row: resume_stranded decides and counts it
                 anchor = contact.get(anchor_column)
