@@ -191,3 +191,25 @@ def test_row_count_bounds():
         row_count_bounds(-1)
     with pytest.raises(ValueError):
         row_count_bounds(10, max_growth=0.5)
+
+
+def test_a_view_is_guarded_on_a_snapshot_read_once_and_dropped(warehouse_url):
+    """GX runs a query per expectation and a view is worked out again by each, so a view is
+    read once into a table the whole suite checks (every expectation sees the same rows)."""
+    rows = audience()
+    _duplicate_contact(rows)
+    load(warehouse_url, rows)
+    with connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute(f"create view {SCHEMA}.audience_view as select * from {SCHEMA}.{TABLE}")
+
+    result = validate(suite_file=SUITE, warehouse_url=warehouse_url, schema=SCHEMA,
+                      table="audience_view", parameters=params())
+
+    assert not result.success and result.row_count == 200
+    assert [f.split(":")[0] for f in result.failures] == [
+        "expect_column_values_to_be_unique on contact_id failed"]
+    checked = {r["expectation_config"]["kwargs"]["batch_id"] for r in result.result["results"]}
+    assert len(checked) == 1 and "guard_snapshot_audience_view_" in checked.pop()
+    with connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from pg_tables where tablename like 'guard_snapshot_%'")
+        assert cur.fetchone() == (0,)

@@ -545,3 +545,73 @@ def test_earlier_runs_planned_rows_are_adopted_only_up_to_the_limit():
                               send_limit=1)
     assert resumed.adopt == [("L0", 0)] and resumed.close == []  # the others stay planned
     assert plan.counts["welcome"] == {"planned": 1, "run_limit_reached": 2}
+
+
+# --- a plan fed a chunk at a time --------------------------------------------------------
+
+
+def test_a_plan_fed_in_chunks_decides_exactly_as_one_fed_the_whole_audience():
+    """The plan task streams the audience, looking up the ledger, the once_per rule and
+    the frequency cap for each chunk's contacts only: chunks that keep each contact's rows
+    together must come to the same decisions, counts, batches and upcoming messages."""
+    from collections import Counter
+
+    from nurture.planner import Planner
+    from nurture.policies import FrequencyCap
+
+    capped = Program(holdout=0.2, name="capped", audience="capped_audience",
+                     once_per=90 * DAY, goal="is_activated",
+                     steps=(email("welcome", after=timedelta(0), expires_after=DAY),
+                            email("tips", after=DAY, expires_after=DAY),
+                            sms("nudge", after=timedelta(0), expires_after=DAY,
+                                kind="transactional")),
+                     sender=Sender(email="hello@nurture.example", name="Nurture"))
+    rows, existing = [], {}
+    for n in range(40):  # 1 to 3 enrollments per contact, due at different times
+        for k in range(n % 3 + 1):
+            rows.append(contact(contact_id=f"c{n:02d}", enrollment_id=f"e{n}-{k}",
+                                enrolled_at=NOW - timedelta(hours=5 * n + 7 * k),
+                                is_activated=n % 11 == 0, has_email_consent=n % 7 != 0))
+            if n % 5 == 0:
+                existing[("welcome", f"c{n:02d}", f"e{n}-{k}")] = ("sent", "deferred")[n % 2]
+    recent = {f"c{n:02d}" for n in range(0, 40, 6)}
+    used = Counter({f"c{n:02d}": n % 3 for n in range(40)})
+
+    whole = make_plan(capped, rows, existing, now=NOW, batch_size=4, messaged_recently=recent,
+                      cap=FrequencyCap(limit=2, used=Counter(used)), send_limit=2)
+
+    planner = Planner(capped, now=NOW, batch_size=4, send_limit=2)
+    entries, upcoming, start = [], [], 0
+    while start < len(rows):  # chunks of about 5 rows, never splitting a contact
+        end = min(start + 5, len(rows))
+        while end < len(rows) and rows[end]["contact_id"] == rows[end - 1]["contact_id"]:
+            end += 1
+        chunk = rows[start:end]
+        ids = {row["contact_id"] for row in chunk}
+        decided = planner.add(
+            chunk, {key: state for key, state in existing.items() if key[1] in ids},
+            messaged_recently=recent & ids,
+            cap=FrequencyCap(limit=2, used=Counter({c: used[c] for c in ids})))
+        entries += decided.entries
+        upcoming += decided.upcoming
+        start = end
+    chunked = planner.finish()
+
+    assert entries == whole.entries and upcoming == whole.upcoming
+    assert chunked.counts == whole.counts and chunked.batches == whole.batches
+    reasons = {e.reason for e in whole.entries} | set().union(*whole.counts.values())
+    # the case covers what the chunks must carry over: each policy and the send limit
+    assert {"held_out", "messaged_recently", "frequency_cap_full", "goal_reached",
+            "already_sent", "run_limit_reached", "not_due"} <= reasons, reasons
+
+
+def test_a_dry_run_planner_hands_back_only_what_it_would_send():
+    from nurture.planner import Planner
+
+    audience = [audience_row("c1"), audience_row("c2", has_email_consent=False),
+                audience_row("c3", days_ago=7)]
+    planner = Planner(ONBOARDING, now=NOW, batch_size=10, records=False)
+    decided = planner.add(audience, {})
+    assert {(e.step, e.contact_id, e.state) for e in decided.entries} == {
+        ("welcome", "c1", "planned"), ("check_in", "c3", "planned")}
+    assert planner.finish().counts == plan_for(audience, batch_size=10).counts

@@ -279,3 +279,45 @@ def test_who_registers_after_the_reminder_fell_due_still_gets_it(demo, program):
                            " and contact_id = %s", (lead,)))
     assert decided["confirmation"] == "(planned,)"
     assert decided["reminder"] == "(planned,)", decided
+
+
+def test_someone_unregistered_is_in_the_audience_only_while_a_message_can_fall_due(
+        demo, program):
+    """Everyone a webinar is for × every upcoming webinar is millions of rows at scale, and
+    nothing is owed to someone who has not registered except the invitation and, once
+    invited, the last call: the audience has them only while one of those can fall due,
+    from a day ahead (the frequency cap's lookahead). Windows read from the program."""
+    from nurture.policies import LOOKAHEAD
+
+    def ahead(step_name: str) -> tuple[timedelta, timedelta]:
+        """How far ahead of now a webinar starts while the step can fall due."""
+        step = program.step(step_name)
+        return -step.after - step.expires_after, -step.after + LOOKAHEAD
+
+    (invite_from, invite_to), (call_from, call_to) = ahead("invitation"), ahead("last_call")
+    starts = {"WTI1": invite_from + HOUR, "WTI2": invite_to - HOUR,
+              "WTI3": invite_from - HOUR, "WTI4": invite_to + HOUR,
+              "WTL1": (call_from + call_to) / 2}
+    now = datetime.now(UTC)
+    leads = sorted({row[0] for row in demo.tables["crm_contacts"] if row[7] == "lead"})
+    try:
+        for webinar_id, start in starts.items():
+            execute("insert into raw.webinars values (%s, 'Test webinar', %s,"
+                    " 'Europe/Helsinki', 60, 5, 'lead', 'https://live.example/t',"
+                    " 'https://rec.example/t', %s)", (webinar_id, now + start, now))
+        execute("insert into nurture.message_ledger (program, step, contact_id, enrollment_id,"
+                " channel, state, due_at) values ('webinar', 'invitation', %s,"
+                " 'webinar:WTL1', 'email', 'sent', now())", (leads[0],))
+        built = subprocess.run([sys.executable, "-m", "nurture.cli", "dbt", "run", "--quiet",
+                                "-s", "int_webinar_invitees", "webinar_audience"],
+                               capture_output=True, text=True)
+        assert built.returncode == 0, built.stdout + built.stderr
+
+        rows = execute("select webinar_id, contact_id from marts.webinar_audience"
+                       " where webinar_id = any(%s)", (list(starts),))
+        by_webinar = {w: sorted(c for webinar, c in rows if webinar == w) for w in starts}
+        assert by_webinar == {"WTI1": leads, "WTI2": leads, "WTI3": [], "WTI4": [],
+                              "WTL1": [leads[0]]}
+    finally:
+        execute("delete from raw.webinars where webinar_id = any(%s)", (list(starts),))
+        execute("delete from nurture.message_ledger where enrollment_id = 'webinar:WTL1'")

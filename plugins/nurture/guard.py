@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ FIRST_RUN_BOUNDS = (1, 10_000_000)
 # result ends up in logs and the warehouse.
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 GROWTH_SLACK = 10  # so that small audiences (3 → 19) can grow without tripping the guard
+SNAPSHOT_SCHEMA = "nurture"  # where a view's snapshot is kept while the suite runs
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ def validate(
     *, suite_file: Path, warehouse_url: str, schema: str, table: str,
     parameters: Mapping[str, Any],
 ) -> GuardResult:
-    """Run the suite in `suite_file` over the whole of `schema.table`.
+    """Run the suite in `suite_file` over the whole of `schema.table` (a view: over a
+    snapshot of it, read once).
 
     Raises ConfigurationError for a bad suite, URL or parameters and GuardFailed when the
     table is missing, so callers never see a GX stack trace for a problem a user can fix.
@@ -63,8 +67,34 @@ def validate(
     suite_data = _load_suite(suite_file)
     _check_parameters(suite_data, parameters)
     ConnectionParts.from_url(warehouse_url)  # GX needs a host; fail clearly without one
-    _check_table(warehouse_url, schema, table)
+    is_view = _check_table(warehouse_url, schema, table)
+    if not is_view:
+        return _run_suite(suite_file, suite_data, warehouse_url, schema, table, parameters)
+    with _snapshot(warehouse_url, schema, table) as (snapshot_schema, snapshot):
+        return _run_suite(suite_file, suite_data, warehouse_url, snapshot_schema, snapshot,
+                          parameters)
 
+
+@contextmanager
+def _snapshot(url: str, schema: str, table: str) -> Iterator[tuple[str, str]]:
+    """A view, read once into a table of its own for the suite's expectations (GX runs a
+    query per expectation, and a view is worked out again by each), dropped afterwards.
+    Every expectation then sees the same rows."""
+    name = f"guard_snapshot_{table}_{secrets.token_hex(4)}"[:63]
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(f"create schema if not exists {SNAPSHOT_SCHEMA}")
+        cur.execute(f'create unlogged table {SNAPSHOT_SCHEMA}."{name}" as'
+                    f' select * from "{schema}"."{table}"')
+        cur.execute(f'analyze {SNAPSHOT_SCHEMA}."{name}"')
+    try:
+        yield SNAPSHOT_SCHEMA, name
+    finally:
+        with connect(url) as conn, conn.cursor() as cur:
+            cur.execute(f'drop table if exists {SNAPSHOT_SCHEMA}."{name}"')
+
+
+def _run_suite(suite_file: Path, suite_data: dict, warehouse_url: str, schema: str,
+               table: str, parameters: Mapping[str, Any]) -> GuardResult:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -124,17 +154,20 @@ def _check_parameters(suite: dict, parameters: Mapping[str, Any]) -> None:
         raise ConfigurationError(f"guard parameters need a time zone: {', '.join(naive)}")
 
 
-def _check_table(url: str, schema: str, table: str) -> None:
+def _check_table(url: str, schema: str, table: str) -> bool:
+    """Whether the table is a view; GuardFailed when it is missing."""
     import psycopg2
 
     try:
         with connect(url) as conn, conn.cursor() as cur:
-            cur.execute("select to_regclass(%s)", (f'"{schema}"."{table}"',))
-            found = cur.fetchone()[0]
+            cur.execute("select to_regclass(%(name)s), (select relkind from pg_class"
+                        " where oid = to_regclass(%(name)s))", {"name": f'"{schema}"."{table}"'})
+            found, kind = cur.fetchone()
     except psycopg2.Error as exc:
         raise ConfigurationError(f"cannot query the warehouse: {exc}".strip()) from exc
     if found is None:
         raise GuardFailed(f"table {schema}.{table} does not exist: has dbt built it?")
+    return kind == "v"
 
 
 def _describe(kind: str, kwargs: Mapping[str, Any], info: Mapping, result: Mapping) -> str:

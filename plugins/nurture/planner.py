@@ -9,10 +9,10 @@ ledger in batches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Set
+from collections.abc import Collection, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from nurture import addresses, ledger
 from nurture.exceptions import ProgramDefinitionError
@@ -27,12 +27,13 @@ LIMIT_WAIT = "run_limit_reached"
 # Waiting reasons of a message that will go out soon: what the frequency cap reserves room for.
 UPCOMING = ("not_due", "outside_send_window", "frequency_cap_full", LIMIT_WAIT)
 CAPPED_WAIT = "frequency_cap_full"
+_STATES = {SEND: "planned", SKIP: "skipped", WAIT: DEFERRED}  # the ledger's, per action
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """`send`: plan it; `skip`: record why not, for good; `wait`: nothing to record yet,
-    except a wait for room under the frequency cap, recorded `deferred`."""
+    except a wait for room under the frequency cap, recorded `deferred`. (A named tuple:
+    cheap to make millions of.)"""
 
     action: str
     reason: str
@@ -50,7 +51,12 @@ def decide(
 ) -> Decision:
     if existing_state is not None:
         return Decision(WAIT, f"already_{existing_state}")
-    due = due_at(step, contact)
+    return decide_due(program, step, contact, due_at(step, contact), now=now)
+
+
+def decide_due(program: Program, step: Step, contact: Mapping[str, Any],
+               due: datetime | None, *, now: datetime) -> Decision:
+    """`decide` for a pair nothing is recorded for, its due time worked out already."""
     if due is None or now < due:  # no anchor: the event it waits for has not happened
         return Decision(WAIT, "not_due")
     # The goal ends the contact's messages, not the alerts it may trigger (a lead's
@@ -107,6 +113,114 @@ class Plan:
     upcoming: list[tuple[str, str, str, datetime]] = field(default_factory=list)
 
 
+@dataclass
+class Decided:
+    """What one chunk of the audience came to: decisions to record, and what is coming."""
+
+    entries: list[ledger.Entry] = field(default_factory=list)
+    upcoming: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+
+
+class Planner:
+    """`make_plan`, fed the audience a chunk at a time so a plan's memory does not grow
+    with the audience: the counts and batch positions carry over from chunk to chunk,
+    the decisions (`Decided`) are handed back to be recorded and forgotten.
+
+    Each chunk must hold every row of its contacts (see `audience_chunks`): the once_per
+    rule and the frequency cap are looked up, and used up, per contact within a chunk.
+    """
+
+    def __init__(self, program: Program, *, now: datetime, batch_size: int,
+                 steps: Collection[str] = (), send_limit: int | None = None,
+                 records: bool = True) -> None:
+        """`records=False` (a dry run): hand back only the planned entries (to render)."""
+        self.program, self.now, self.batch_size = program, now, batch_size
+        self.send_limit, self.records = send_limit, records
+        self.chosen = [step for step in program.steps if not steps or step.name in steps]
+        self.plan = Plan(counts={step.name: Counter() for step in self.chosen})
+        self.position = dict.fromkeys(program.channels, 0)
+        self._columns_checked = False
+
+    def add(self, audience: list[Mapping[str, Any]],
+            existing: Mapping[tuple[str, str, str], str], *,
+            messaged_recently: Set[str] = frozenset(),
+            cap: FrequencyCap | None = None) -> Decided:
+        """Decide every (contact, step) pair of this chunk. `existing`, `messaged_recently`
+        and `cap` need to cover the chunk's contacts only."""
+        if audience and not self._columns_checked:
+            check_columns(self.program, audience[0].keys())
+            self._columns_checked = True
+        program, now, counts, position = self.program, self.now, self.plan.counts, self.position
+        decided = Decided()
+        messaged = set(messaged_recently)
+        # Most pairs are not due yet, or have no anchor: said here as `decide` would say
+        # it, by comparing the anchor with a time worked out once per step, not per row.
+        rules = [(step, step.anchor, now - step.after,
+                  now + LOOKAHEAD - step.after if step.is_marketing else None,
+                  counts[step.name], step.is_marketing) for step in self.chosen]
+        decided_steps: dict[tuple[str, str], dict[str, str]] = {}  # per row: step -> state
+        for (step_name, contact_id, enrollment_id), state in existing.items():
+            decided_steps.setdefault((contact_id, enrollment_id), {})[step_name] = state
+        nothing: dict[str, str] = {}
+        for contact in audience:
+            contact_id, enrollment_id = contact["contact_id"], contact["enrollment_id"]
+            states = decided_steps.get((contact_id, enrollment_id), nothing)
+            for step, anchor_column, due_by, coming_by, step_counts, marketing in rules:
+                state = states.get(step.name)
+                if state in UNFINISHED:
+                    continue  # an earlier run's row: resume_stranded decides and counts it
+                anchor = contact.get(anchor_column)
+                if (state is None or state == DEFERRED) and (anchor is None or anchor > due_by):
+                    step_counts["not_due"] += 1
+                    if coming_by is not None and anchor is not None and anchor <= coming_by:
+                        decided.upcoming.append((step.name, contact_id, enrollment_id,
+                                                 anchor + step.after))
+                    continue
+                due = None if anchor is None else anchor + step.after
+                if state is None or state == DEFERRED:
+                    decision = decide_due(program, step, contact, due, now=now)
+                else:
+                    decision = Decision(WAIT, f"already_{state}")
+                if decision.action == SEND:
+                    # The limit comes first: a message it holds back must leave no trace in
+                    # the once_per and frequency-cap bookkeeping.
+                    if (self.send_limit is not None
+                            and sum(position.values()) >= self.send_limit):
+                        decision = Decision(WAIT, LIMIT_WAIT)
+                    else:
+                        decision = _apply_policies(program, step, contact_id, decision,
+                                                   messaged, cap)
+                step_counts[decision.reason if decision.action != SEND else "planned"] += 1
+                if decision.action == WAIT:
+                    if (marketing and decision.reason in UPCOMING and due is not None
+                            and due <= now + LOOKAHEAD):
+                        decided.upcoming.append((step.name, contact_id, enrollment_id, due))
+                    # The ledger says a capped message waits; other waits record nothing yet.
+                    if decision.reason != CAPPED_WAIT or state == DEFERRED:
+                        continue
+                batch_no = None
+                if decision.action == SEND:
+                    batch_no = position[step.channel] // self.batch_size
+                    position[step.channel] += 1
+                elif not self.records:
+                    continue
+                decided.entries.append(ledger.Entry(
+                    program=program.name, step=step.name, contact_id=contact_id,
+                    enrollment_id=enrollment_id, channel=step.channel,
+                    state=_STATES[decision.action],
+                    reason=None if decision.action == SEND else decision.reason,
+                    recipient=decision.recipient, locale=decision.locale,
+                    due_at=due, batch_no=batch_no, is_marketing=marketing,
+                ))
+        return decided
+
+    def finish(self) -> Plan:
+        """The plan, with its batches, once every chunk has been added."""
+        self.plan.batches = {channel: list(range(-(-count // self.batch_size)))
+                             for channel, count in self.position.items()}
+        return self.plan
+
+
 def make_plan(
     program: Program,
     audience: list[Mapping[str, Any]],
@@ -119,58 +233,18 @@ def make_plan(
     steps: Collection[str] = (),
     send_limit: int | None = None,
 ) -> Plan:
-    """`messaged_recently`: contacts a message of this program went to within its
+    """The whole audience in one chunk: every decision kept in the plan's entries.
+
+    `messaged_recently`: contacts a message of this program went to within its
     `once_per` period (see `ledger.messaged_since`); with the audience ordered by due time,
     a contact's first due message wins. `cap`: the frequency cap (nurture.policies), which
     this plan's marketing messages use up as they are planned. `steps`: only these (empty:
     all). `send_limit`: plan at most this many; the others due wait, unrecorded."""
-    if audience:
-        check_columns(program, audience[0].keys())
-    chosen = [step for step in program.steps if not steps or step.name in steps]
-    plan = Plan(counts={step.name: Counter() for step in chosen})
-    position = dict.fromkeys(program.channels, 0)
-    messaged = set(messaged_recently)
-    for contact in audience:
-        for step in chosen:
-            key = (step.name, contact["contact_id"], contact["enrollment_id"])
-            state = existing.get(key)
-            if state in UNFINISHED:
-                continue  # an earlier run's row: resume_stranded decides and counts it
-            decision = decide(program, step, contact, now=now,
-                              existing_state=None if state == DEFERRED else state)
-            if decision.action == SEND:
-                # The limit comes first: a message it holds back must leave no trace in
-                # the once_per and frequency-cap bookkeeping.
-                if send_limit is not None and sum(position.values()) >= send_limit:
-                    decision = Decision(WAIT, LIMIT_WAIT)
-                else:
-                    decision = _apply_policies(program, step, contact["contact_id"],
-                                               decision, messaged, cap)
-            plan.counts[step.name][decision.reason if decision.action != SEND else "planned"] += 1
-            if decision.action == WAIT:
-                due = due_at(step, contact)
-                if (step.is_marketing and decision.reason in UPCOMING and due is not None
-                        and due <= now + LOOKAHEAD):
-                    plan.upcoming.append((step.name, *key[1:], due))
-                # The ledger says a capped message waits; other waits record nothing yet.
-                if decision.reason != CAPPED_WAIT or state == DEFERRED:
-                    continue
-            batch_no = None
-            if decision.action == SEND:
-                batch_no = position[step.channel] // batch_size
-                position[step.channel] += 1
-            plan.entries.append(ledger.Entry(
-                program=program.name, step=step.name, contact_id=contact["contact_id"],
-                enrollment_id=contact["enrollment_id"], channel=step.channel,
-                state={SEND: "planned", SKIP: "skipped", WAIT: DEFERRED}[decision.action],
-                reason=None if decision.action == SEND else decision.reason,
-                recipient=decision.recipient, locale=decision.locale,
-                due_at=due_at(step, contact), batch_no=batch_no,
-                is_marketing=step.is_marketing,
-            ))
-    plan.batches = {
-        channel: list(range(-(-count // batch_size))) for channel, count in position.items()
-    }
+    planner = Planner(program, now=now, batch_size=batch_size, steps=steps,
+                      send_limit=send_limit)
+    decided = planner.add(audience, existing, messaged_recently=messaged_recently, cap=cap)
+    plan = planner.finish()
+    plan.entries, plan.upcoming = decided.entries, decided.upcoming
     return plan
 
 
@@ -276,12 +350,71 @@ def check_columns(program: Program, columns) -> None:
         )
 
 
+CHUNK_ROWS = 5_000  # audience rows decided at a time
+
+
 def read_audience(conn, program: Program,
                   filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The audience, narrowed to `filters` (column -> value, columns from program.filters),
-    each contact's rows in the order they fell due."""
-    from psycopg2.extras import RealDictCursor
+    """The whole audience at once (previews, test sends: small or narrowed audiences);
+    the plan streams it with `audience_chunks`."""
+    return [row for chunk in audience_chunks(conn, program, filters) for row in chunk]
 
+
+def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = None, *,
+                    size: int = CHUNK_ROWS, columns: Collection[str] | None = None,
+                    ) -> Iterator[list[dict[str, Any]]]:
+    """The audience, narrowed to `filters` (column -> value, columns from program.filters),
+    in chunks of about `size` rows read through a server-side cursor, each contact's rows
+    in the order they fell due and all in one chunk.
+
+    `columns`: only these of the audience's columns (and those the program needs: a
+    program whose audience lacks one fails here, before anything is decided); all if None.
+
+    Runs in the caller's transaction (the cursor lives until it ends or the chunks are
+    read), so the plan sees one snapshot of the audience however long it takes."""
+    where, params = _narrowed(program, filters)
+    order = ", ".join(dict.fromkeys(step.anchor for step in program.steps))
+    selected = "*"
+    if columns is not None:
+        with conn.cursor() as cur:
+            cur.execute(f"select * from marts.{program.audience} limit 0")
+            present = [column.name for column in cur.description]
+        check_columns(program, present)
+        wanted = set(columns) | required_columns(program)
+        # Names were checked as identifiers (the program's) or come from the audience.
+        selected = ", ".join(f'"{name}"' for name in present if name in wanted)
+    with conn.cursor(name=f"audience_{program.name}") as cur:
+        cur.itersize = size
+        cur.execute(f"select {selected} from marts.{program.audience} where {where}"
+                    f" order by contact_id, {order}, enrollment_id", params)
+        pending: list[dict[str, Any]] = []
+        while rows := cur.fetchmany(size):
+            columns = [column.name for column in cur.description]
+            pending.extend(dict(zip(columns, row, strict=True)) for row in rows)
+            # Hold back the last contact's rows: the next fetch may have more of them.
+            last, cut = pending[-1]["contact_id"], len(pending)
+            while cut and pending[cut - 1]["contact_id"] == last:
+                cut -= 1
+            if cut:
+                yield pending[:cut]
+                pending = pending[cut:]
+        if pending:
+            yield pending
+
+
+def audience_keys(conn, program: Program, filters: Mapping[str, Any] | None,
+                  contacts: Collection[str]) -> set[tuple[str, str]]:
+    """(contact_id, enrollment_id) of the narrowed audience's rows for `contacts`."""
+    where, params = _narrowed(program, filters)
+    with conn.cursor() as cur:
+        cur.execute(f"select contact_id, enrollment_id from marts.{program.audience}"
+                    f" where {where} and contact_id = any(%s)", [*params, list(contacts)])
+        return set(cur.fetchall())
+
+
+def _narrowed(program: Program, filters: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+    """A where clause (and its values) narrowing the audience to `filters`: column ->
+    value, columns from program.filters; empty values are ignored."""
     filters = {column: value for column, value in (filters or {}).items()
                if value not in (None, "")}
     unknown = set(filters) - set(program.filters)
@@ -290,9 +423,4 @@ def read_audience(conn, program: Program,
                                      f"{', '.join(sorted(unknown))}")
     # Names were checked as identifiers when the program was defined; values are bound.
     where = " and ".join(f"{column}::text = %s" for column in filters) or "true"
-    order = ", ".join(dict.fromkeys(step.anchor for step in program.steps))
-    with conn.cursor(cursor_factory=RealDictCursor) as cur:
-        cur.execute(f"select * from marts.{program.audience} where {where}"
-                    f" order by contact_id, {order}, enrollment_id",
-                    [str(value) for value in filters.values()])
-        return [dict(row) for row in cur]
+    return where, [str(value) for value in filters.values()]

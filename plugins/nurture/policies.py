@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -70,32 +70,42 @@ class FrequencyCap:
         self.used[contact_id] += 1
 
 
-def load_cap(conn, program, *, limit: int, now: datetime) -> FrequencyCap:
+def load_cap(conn, program, *, limit: int, now: datetime,
+             contacts: Collection[str] | None = None) -> FrequencyCap:
+    """The cap's bookkeeping for every contact, or for `contacts` (a chunk of the plan's)."""
+    from nurture.ledger import text_array
+
+    listed = None if contacts is None else text_array(contacts)
     with conn.cursor() as cur:
         cur.execute(
             "select contact_id, count(*) from nurture.message_ledger where is_marketing"
             " and state in ('planned', 'sending', 'sent', 'unknown')"
-            " and coalesce(sent_at, planned_at) > %s group by contact_id",
-            (now - WINDOW,),
+            " and coalesce(sent_at, planned_at) > %s"
+            " and (%s::text[] is null or contact_id = any(%s::text[])) group by contact_id",
+            (now - WINDOW, listed, listed),
         )
         used = Counter(dict(cur.fetchall()))
         cur.execute(
             "select contact_id, count(*) from nurture.upcoming_messages"
-            " where priority > %s and program <> %s and due_at <= %s group by contact_id",
-            (program.priority, program.name, now + LOOKAHEAD),
+            " where priority > %s and program <> %s and due_at <= %s"
+            " and (%s::text[] is null or contact_id = any(%s::text[])) group by contact_id",
+            (program.priority, program.name, now + LOOKAHEAD, listed, listed),
         )
         reserved = Counter(dict(cur.fetchall()))
     return FrequencyCap(limit=limit, used=used, reserved=reserved)
 
 
-def record_upcoming(conn, program, upcoming: Iterable[tuple[str, str, str, datetime]]) -> None:
-    """Replace the program's upcoming marketing messages: (step, contact, enrollment, due)."""
+def record_upcoming(conn, program, upcoming: Iterable[tuple[str, str, str, datetime]], *,
+                    replace: bool = True) -> None:
+    """Replace the program's upcoming marketing messages: (step, contact, enrollment, due).
+    `replace=False` adds to them (the plan clears them once, then adds a chunk at a time)."""
     from psycopg2.extras import execute_values
 
     with conn.cursor() as cur:
-        cur.execute("delete from nurture.upcoming_messages where program = %s",
-                    (program.name,))
+        if replace:
+            cur.execute("delete from nurture.upcoming_messages where program = %s",
+                        (program.name,))
         execute_values(
             cur, "insert into nurture.upcoming_messages (program, priority, step, contact_id,"
             " enrollment_id, due_at) values %s on conflict do nothing",
-            [(program.name, program.priority, *row) for row in upcoming])
+            [(program.name, program.priority, *row) for row in upcoming], page_size=1000)

@@ -16,6 +16,7 @@ from nurture import (
     guard,
     ledger,
     planner,
+    planning,
     policies,
     reconcile,
     settings,
@@ -23,7 +24,7 @@ from nurture import (
     test_sends,
     warehouse,
 )
-from nurture.dispatcher import Dispatch, dispatch_batch, render
+from nurture.dispatcher import Dispatch, dispatch_batch
 from nurture.exceptions import GuardFailed, RunIncomplete
 from nurture.program import Program
 from nurture.run_options import RunOptions
@@ -91,62 +92,14 @@ def plan(program: Program, *, run_id: str, dry_run: bool,
     only these steps (empty: all); `send_limit`: plan at most this many messages — what
     earlier runs left planned first — and leave the rest waiting for the next run."""
     filters = {column: value for column, value in (filters or {}).items() if value}
-    with warehouse.connect() as conn:
-        ledger.lock_program(conn, program.name)  # held until commit: one planner at a time
-        now = datetime.now(UTC)
-        for hook in program.before_plan:
-            hook(conn, now=now, filters=filters)
-        audience = planner.read_audience(conn, program, filters)
-        existing = ledger.existing_states(conn, program.name)
-        by_key = {(c["contact_id"], c["enrollment_id"]): c for c in audience}
-        stranded = [row for row in ledger.stranded(conn, program=program.name)
-                    if (not filters or (row["contact_id"], row["enrollment_id"]) in by_key)
-                    and (not steps or row["step"] in steps)]
-        recent = (ledger.messaged_since(conn, program, now - program.once_per)
-                  if program.once_per else frozenset())
-        cap = policies.load_cap(conn, program, limit=frequency_cap, now=now)
-        # Room for what earlier runs left planned (at most this many are adopted below).
-        held_for_stranded = sum(row["state"] == "planned" for row in stranded)
-        made = planner.make_plan(
-            program, audience, existing, now=now, batch_size=BATCH_SIZE,
-            messaged_recently=recent, cap=cap, steps=steps,
-            send_limit=None if send_limit is None else max(0, send_limit - held_for_stranded))
-        if dry_run:
-            _count_template_errors(program, made, by_key)
-            conn.rollback()  # a dry run changes nothing, the hooks' work included
-        else:
-            inserted = ledger.record(conn, made.entries, dag_run_id=run_id)
-            if inserted < len(made.entries):
-                log.warning("%d decisions were already recorded by another run",
-                            len(made.entries) - inserted)
-            planned_new = sum(entry.state == "planned" for entry in made.entries)
-            resumption = planner.resume_stranded(
-                program, made, stranded, by_key, now=now, batch_size=BATCH_SIZE,
-                send_limit=None if send_limit is None else send_limit - planned_new)
-            ledger.adopt(conn, resumption.adopt, dag_run_id=run_id)
-            ledger.close(conn, resumption.close)
-            if not filters and not steps:  # a narrowed run sees only part of what is coming
-                policies.record_upcoming(conn, program, made.upcoming)
+    made = planning.plan(program, run_id=run_id, dry_run=dry_run, filters=filters,
+                         frequency_cap=frequency_cap, steps=steps, send_limit=send_limit,
+                         batch_size=BATCH_SIZE)
     batches = [] if dry_run else [
         {"channel": channel, "batch_no": batch_no}
         for channel, numbers in made.batches.items() for batch_no in numbers
     ]
     return {"counts": {step: dict(c) for step, c in made.counts.items()}, "batches": batches}
-
-
-def _count_template_errors(program: Program, made: planner.Plan,
-                           contacts: dict[tuple[str, str], dict]) -> None:
-    """A dry run renders every planned message, so it shows template errors too."""
-    templates = TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale)
-    for entry in made.entries:
-        if entry.state != "planned":
-            continue
-        try:
-            render(program, templates, program.step(entry.step), entry.locale,
-                   contacts[(entry.contact_id, entry.enrollment_id)])
-        except Exception:  # TemplateProblem, or template maths on odd data: as deliver does
-            made.counts[entry.step]["planned"] -= 1
-            made.counts[entry.step]["template_error"] += 1
 
 
 def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:

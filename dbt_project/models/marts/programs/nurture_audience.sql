@@ -4,6 +4,10 @@
 -- ends the cycle's content (the goal) and hands the lead to sales: its owner, or a
 -- round-robin of the account managers; the sales manager hears when nobody worked it
 -- within the SLA.
+
+-- Indexed by contact: the plan reads it in contact order, the dispatcher a batch's contacts.
+{{ config(indexes=[{'columns': ['contact_id']}]) }}
+
 with
 
 scores as (

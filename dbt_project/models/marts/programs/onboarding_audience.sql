@@ -1,6 +1,10 @@
 -- Everyone who entered onboarding, with what the planner needs to decide each step.
 -- Contacts without consent or with bad addresses stay in: the planner records why it
 -- sends them nothing.
+
+-- Indexed by contact: the plan reads it in contact order, the dispatcher a batch's contacts.
+{{ config(indexes=[{'columns': ['contact_id']}]) }}
+
 with
 
 enrollments as (

@@ -11,7 +11,7 @@ webinars as (
 
 ),
 
-invitees as (
+invitees as not materialized (
 
     select * from {{ ref('int_webinar_invitees') }}
 
@@ -30,11 +30,9 @@ contacts as (
 
 ),
 
-invited as (
+ledger as (
 
-    select distinct contact_id, enrollment_id
-    from {{ ref('stg_nurture__message_ledger') }}
-    where program = 'webinar' and step = 'invitation' and state = 'sent'
+    select * from {{ ref('stg_nurture__message_ledger') }}
 
 ),
 
@@ -44,36 +42,13 @@ zones as (
 
 ),
 
-audience_keys as (
+registrant_rows as (
 
-    select webinar_id, contact_id from invitees
-    union
-    select webinar_id, contact_id from registrants
-
-),
-
-final as (
-
+    -- Registered, and not among the invitees (who come with their contact's columns).
     select
-        audience_keys.contact_id,
-        'webinar:' || audience_keys.webinar_id as enrollment_id,
-        audience_keys.webinar_id,
-        webinars.webinar_title,
-        webinars.starts_at,
-        webinars.ends_at,
-        webinars.webinar_time_zone,
-        -- When it starts on the contact's clock (the webinar's own for an unknown zone).
-        to_char(
-            webinars.starts_at at time zone coalesce(zones.time_zone, webinars.webinar_time_zone),
-            'FMDay DD Mon YYYY, HH24:MI'
-        ) || ' (' || coalesce(zones.time_zone, webinars.webinar_time_zone) || ')'
-            as starts_at_local,
-        -- The same as a wall-clock timestamp and its zone, for templates to word per locale.
-        webinars.starts_at at time zone coalesce(zones.time_zone, webinars.webinar_time_zone)
-            as local_start_time,
-        coalesce(zones.time_zone, webinars.webinar_time_zone) as local_time_zone,
-        webinars.join_url,
-        webinars.recording_url,
+        registrants.webinar_id,
+        registrants.contact_id,
+        false as is_invitee,
         contacts.email,
         contacts.phone,
         contacts.first_name,
@@ -81,8 +56,85 @@ final as (
         contacts.locale,
         contacts.has_email_consent,
         contacts.has_sms_consent,
-        invitees.contact_id is not null as is_invitee,
-        invited.contact_id is not null as was_invited,
+        coalesce(zones.time_zone, webinars.webinar_time_zone) as local_time_zone,
+        contacts.source_loaded_at as contact_loaded_at
+    from registrants
+    inner join webinars using (webinar_id)
+    inner join contacts using (contact_id)
+    left join zones on zones.time_zone = contacts.time_zone
+    where not exists (
+        select from invitees
+        where invitees.webinar_id = registrants.webinar_id
+            and invitees.contact_id = registrants.contact_id
+    )
+
+),
+
+audience_rows as (
+
+    select
+        webinar_id,
+        contact_id,
+        true as is_invitee,
+        email,
+        phone,
+        first_name,
+        time_zone,
+        locale,
+        has_email_consent,
+        has_sms_consent,
+        local_time_zone,
+        contact_loaded_at
+    from invitees
+    union all
+    select * from registrant_rows
+
+),
+
+invitations as (
+
+    -- Whether the invitation went out (one ledger row at most: its unique key).
+    select
+        audience_rows.*,
+        exists (
+            select from ledger
+            where ledger.program = 'webinar' and ledger.step = 'invitation'
+                and ledger.contact_id = audience_rows.contact_id
+                and ledger.enrollment_id = 'webinar:' || audience_rows.webinar_id
+                and ledger.state = 'sent'
+        ) as was_invited
+    from audience_rows
+
+),
+
+final as (
+
+    select
+        invitations.contact_id,
+        'webinar:' || invitations.webinar_id as enrollment_id,
+        invitations.webinar_id,
+        webinars.webinar_title,
+        webinars.starts_at,
+        webinars.ends_at,
+        webinars.webinar_time_zone,
+        -- When it starts on the contact's clock (the webinar's own for an unknown zone).
+        to_char(webinars.starts_at at time zone invitations.local_time_zone,
+                'FMDay DD Mon YYYY, HH24:MI') || ' (' || invitations.local_time_zone || ')'
+            as starts_at_local,
+        -- The same as a wall-clock timestamp and its zone, for templates to word per locale.
+        webinars.starts_at at time zone invitations.local_time_zone as local_start_time,
+        invitations.local_time_zone,
+        webinars.join_url,
+        webinars.recording_url,
+        invitations.email,
+        invitations.phone,
+        invitations.first_name,
+        invitations.time_zone,
+        invitations.locale,
+        invitations.has_email_consent,
+        invitations.has_sms_consent,
+        invitations.is_invitee,
+        invitations.was_invited,
         registrants.registration_id,
         registrants.registered_at,
         coalesce(not registrants.is_cancelled, false) as is_registered,
@@ -105,21 +157,14 @@ final as (
             and not registrants.has_attended,
             false
         ) as is_no_show,
-        invitees.contact_id is not null and registrants.registration_id is null
-            as is_invitable,
-        invited.contact_id is not null and registrants.registration_id is null
+        invitations.is_invitee and registrants.registration_id is null as is_invitable,
+        invitations.was_invited and registrants.registration_id is null
             as is_unregistered_invitee,
-        greatest(webinars.loaded_at, registrants.loaded_at, contacts.source_loaded_at)
+        greatest(webinars.loaded_at, registrants.loaded_at, invitations.contact_loaded_at)
             as source_loaded_at
-    from audience_keys
+    from invitations
     inner join webinars using (webinar_id)
-    inner join contacts using (contact_id)
-    left join invitees using (webinar_id, contact_id)
     left join registrants using (webinar_id, contact_id)
-    left join invited
-        on invited.contact_id = audience_keys.contact_id
-        and invited.enrollment_id = 'webinar:' || audience_keys.webinar_id
-    left join zones on zones.time_zone = contacts.time_zone
 
 )
 
