@@ -17,7 +17,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export SCARF_ANALYTICS := false
 export DO_NOT_TRACK := true
 
-.PHONY: run test airflow install lint manifest dbt-build dbt-docs chromium clean
+.PHONY: run test airflow install lint manifest dbt-build dbt-docs chromium clean bench
 
 ## run: seed the demo warehouse, build dbt, run the onboarding DAG against the emulator
 run: $(INSTALLED) $(MANIFEST)
@@ -29,6 +29,10 @@ run: $(INSTALLED) $(MANIFEST)
 test: $(INSTALLED) $(MANIFEST) $(CHROMIUM) $(REDIS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+## bench: `nurture bench` (1,000,000 contacts unless BENCH_ARGS says, e.g. "--contacts 100000 --json")
+bench: $(INSTALLED) $(MANIFEST)
+	$(NURTURE) bench $(BENCH_ARGS)
 
 ## airflow: airflow standalone on dags/ and plugins/ with airflow_settings.yaml loaded
 airflow: $(INSTALLED) $(MANIFEST)
