@@ -71,6 +71,8 @@ def build_dag(program: Program):
                     steps=options.steps, send_limit=options.send_limit,
                     frequency_cap=int(Variable.get("nurture_frequency_cap",
                                                    default=DEFAULT_FREQUENCY_CAP)),
+                    batch_size=int(Variable.get("nurture_batch_size",
+                                                default=tasks.BATCH_SIZE)),
                 )
                 if options.is_test:
                     tasks.send_tests(program, run_id=run_id, options=options)

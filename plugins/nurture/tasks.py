@@ -84,17 +84,19 @@ def check_audience(program: Program, *, run_id: str) -> dict:
 def plan(program: Program, *, run_id: str, dry_run: bool,
          filters: dict[str, Any] | None = None,
          frequency_cap: int = policies.DEFAULT_FREQUENCY_CAP,
-         steps: Sequence[str] = (), send_limit: int | None = None) -> dict:
+         steps: Sequence[str] = (), send_limit: int | None = None,
+         batch_size: int = BATCH_SIZE) -> dict:
     """Decide every (contact, step) pair; record decisions unless this is a dry run.
 
     `filters` narrow the run to part of the audience (program.filters, e.g. one webinar);
     `frequency_cap`: marketing messages per contact per 7 days, across programs; `steps`:
     only these steps (empty: all); `send_limit`: plan at most this many messages — what
-    earlier runs left planned first — and leave the rest waiting for the next run."""
+    earlier runs left planned first — and leave the rest waiting for the next run;
+    `batch_size`: messages per send task."""
     filters = {column: value for column, value in (filters or {}).items() if value}
     made = planning.plan(program, run_id=run_id, dry_run=dry_run, filters=filters,
                          frequency_cap=frequency_cap, steps=steps, send_limit=send_limit,
-                         batch_size=BATCH_SIZE)
+                         batch_size=batch_size)
     batches = [] if dry_run else [
         {"channel": channel, "batch_no": batch_no}
         for channel, numbers in made.batches.items() for batch_no in numbers

@@ -3,8 +3,8 @@ broker, the metadata database in PostgreSQL, the scheduler, DAG processor, trigg
 server as their own processes, and two Celery workers taking one task at a time, so the send
 batches of one run are dispatched by both. The emulator must receive each message once.
 
-The demo gets 9 copies of each new sign-up, so its emails fill two batches of
-tasks.BATCH_SIZE (three send tasks with the SMS batch). Only the run the test triggers
+The demo gets 9 copies of each new sign-up, so its emails fill three batches of
+BATCH_SIZE (four send tasks with the SMS batch). Only the run the test triggers
 happens: the scheduler's own schedule is off.
 """
 
@@ -19,13 +19,14 @@ from datetime import datetime
 
 import pytest
 
-from nurture import seed, settings, tasks, warehouse
+from nurture import seed, settings, warehouse
 from nurture.emulator import OutboxStore
 
 from .test_airflow_standalone import call, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-COPIES = 9  # of each new sign-up: about 650 emails, two batches
+COPIES = 9  # of each new sign-up: about 650 emails, three batches
+BATCH_SIZE = 300  # messages per send task (variable nurture_batch_size; 5,000 by default)
 WORKERS = 2
 STARTUP_S, RUN_S = 240, 420
 # The test process's own Airflow settings (SQLite, LocalExecutor): not the cluster's.
@@ -70,6 +71,7 @@ def cluster(grown_demo, state_dir):
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
     env.update(AIRFLOW_HOME=str(home), PYTHONUNBUFFERED="1",
+               AIRFLOW_VAR_NURTURE_BATCH_SIZE=str(BATCH_SIZE),
                AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
                AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False")
     process = subprocess.Popen(
@@ -127,7 +129,7 @@ def test_the_emulator_received_each_message_exactly_once(sent_run):
                     (run["dag_run_id"],))
         sent = {message_id: (step, contact) for message_id, step, contact in cur}
     outbox = OutboxStore(settings.STATE_DIR / "outbox.sqlite").messages()
-    assert len(sent) > tasks.BATCH_SIZE  # more than one batch
+    assert len(sent) > BATCH_SIZE  # more than one batch
     received = Counter(sent.get(m["message_id"], ("not in the ledger", m["recipient"]))
                        for m in outbox)
     assert [key for key, times in received.items() if times > 1] == []
