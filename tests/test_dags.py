@@ -106,7 +106,8 @@ def test_dbt_tasks_build_the_audience_and_the_report_with_their_parents(dagbag):
     assert audience.select == ["+onboarding_audience", "+contacts_quarantined"]
     assert audience.indirect_selection == "cautious"
     assert upstream_models("onboarding_audience") == AUDIENCE_MODELS
-    assert report.select == ["+message_sends", "+consent_history"]
+    assert report.select == ["+message_sends", "+consent_history",
+                             "+int_consents_pivoted_to_contacts"]
     # After sends: outcomes and consent, rebuilt from the provider events that came in.
     assert {"stg_sendgrid__events", "stg_twilio__status_callbacks",
             "stg_nurture__unsubscribe_requests", "stg_nurture__message_ledger",

@@ -18,7 +18,9 @@ from nurture.program import Program
 DBT_PROFILE = "nurture"
 # After sends: outcomes of what was sent, and consent as the providers' events left it.
 # Both with all their parents, since rebuilding a view drops the views built on it.
-REPORT_MODELS = ("+message_sends", "+consent_history")
+# The consent view the dispatcher reads at send time is rebuilt too: rebuilding its parents
+# drops it, and another program's sends must find it.
+REPORT_MODELS = ("+message_sends", "+consent_history", "+int_consents_pivoted_to_contacts")
 # Before planning, beside the audience: the source rows set aside, counted in the summary.
 QUARANTINE_MODEL = "+contacts_quarantined"
 DISPATCH_POOL = "provider_dispatch"  # bounds concurrent send tasks across all programs
