@@ -10,12 +10,20 @@ import pytest
 
 from nurture import warehouse
 
+from . import harness
+
 pytestmark = pytest.mark.e2e
 
 
 def test_two_runs_of_one_program_at_once(scenario):
     with scenario.providers() as providers:
-        workers = [scenario.start_worker(f"run-{n}") for n in (1, 2)]
+        first = scenario.start_worker("run-1")
+        # Once the first has registered the DAG in Airflow's SQLite metadata database (two
+        # first registrations at once collide there), the second starts while it runs.
+        log = scenario.tmp_path / "run-1.log"
+        harness.wait_until(lambda: log.exists() and b"task_id=prepare" in log.read_bytes(),
+                           timeout=300, what="the first run's first task", process=first)
+        workers = [first, scenario.start_worker("run-2")]
         codes = [worker.wait(timeout=1800) for worker in workers]
         providers.wait_for_events()
     counts = scenario.check("two runs of the program at once")
