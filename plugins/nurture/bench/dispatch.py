@@ -45,6 +45,7 @@ CONCURRENCY = 128  # threads of a send task: ~1,000 requests a second in flight 
 SEND_TASKS = 2  # send tasks at once (the DAG's pool allows 4): one per core here
 PROGRAM = "bench_dispatch"
 AUDIENCE = "bench_dispatch_audience"
+LIVE_CONSENT = f"marts.{AUDIENCE}_consent"  # stands in for dbt's consent view
 RUN_ID = "bench-dispatch"
 BASELINE_BATCH = -1  # apart from the sample's batches 0, 1, ...
 CEILING_SECONDS = 3.0
@@ -100,7 +101,7 @@ def measure(contacts: int, say) -> dict:
             f"at most {report['sms_max_in_any_second']} in any second)")
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("delete from nurture.message_ledger where program = %s", (PROGRAM,))
-        cur.execute(f"drop table if exists marts.{AUDIENCE}")
+        cur.execute(f"drop table if exists marts.{AUDIENCE} cascade")
     return report
 
 
@@ -124,7 +125,7 @@ def _prepare(conn, contacts: int, *, baseline: int, sms: int) -> None:
     with conn.cursor() as cur:
         cur.execute("create schema if not exists marts")
         cur.execute("delete from nurture.message_ledger where program = %s", (PROGRAM,))
-        cur.execute(f"drop table if exists marts.{AUDIENCE}")
+        cur.execute(f"drop table if exists marts.{AUDIENCE} cascade")
         cur.execute(f"""
             create table marts.{AUDIENCE} as
             select 'bc' || n as contact_id, 'signup:bc' || n as enrollment_id,
@@ -134,6 +135,9 @@ def _prepare(conn, contacts: int, *, baseline: int, sms: int) -> None:
                    false as is_activated
               from generate_series(1, %s) as n""", (contacts,))
         cur.execute(f"create index on marts.{AUDIENCE} (contact_id)")
+        # The send-time consent read (dbt's view in a real run) over the synthetic audience.
+        cur.execute(f"create view {LIVE_CONSENT} as select contact_id, has_email_consent,"
+                    f" has_sms_consent from marts.{AUDIENCE}")
         for step, channel, count, batch in (
                 ("welcome", "email", contacts, f"(n - 1) / {BATCH_SIZE}"),
                 ("welcome_one_at_a_time", "email", baseline, str(BASELINE_BATCH)),
@@ -192,7 +196,8 @@ def _dispatch_child(env: dict, kind: str, limit: int, concurrency: int, first_ba
     program = bench_program()
     job = dispatcher.Dispatch(
         program=program, templates=TemplateSet(settings.TEMPLATES_DIR, "onboarding", "en"),
-        email=SendGridHook(), sms=TwilioHook(), concurrency=concurrency)
+        email=SendGridHook(), sms=TwilioHook(), concurrency=concurrency,
+        live_consent=LIVE_CONSENT)
     counts: dict[str, int] = {}
     with warehouse.connect() as conn:
         wall_started = time.time()
@@ -227,7 +232,7 @@ def one_at_a_time(conn, job) -> dict[str, int]:
     counts: dict[str, int] = {}
     while rows := ledger.claim_batch(conn, program=PROGRAM, dag_run_id=RUN_ID,
                                      channel="email", batch_no=BASELINE_BATCH, limit=1):
-        contacts = dispatcher._audience_rows(conn, job.program, rows)
+        contacts = dispatcher._audience_rows(conn, job, rows)
         conn.commit()
         outcome = dispatcher.deliver(job, rows[0], contacts.get(
             (rows[0]["contact_id"], rows[0]["enrollment_id"])))
