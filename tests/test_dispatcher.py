@@ -12,6 +12,8 @@ each test removes its own ledger rows and the table.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import uuid
 from collections import Counter
@@ -133,8 +135,9 @@ def run_id() -> str:
 def point_providers_at(monkeypatch):
     """Point the default connections at a stub or a closed port, for this test only."""
 
-    def point(url: str) -> None:
-        for key, value in connection_env(sendgrid_url=url, twilio_url=url).items():
+    def point(url: str, **sendgrid_extra) -> None:
+        for key, value in connection_env(sendgrid_url=url, twilio_url=url,
+                                         sendgrid_extra=sendgrid_extra).items():
             monkeypatch.setenv(key, value)
 
     return point
@@ -200,6 +203,14 @@ def make_job(templates: Path, *, program: Program = PROGRAM, concurrency: int = 
         concurrency=concurrency,
         live_consent=LIVE_CONSENT,
     )
+
+
+def with_extra(monkeypatch, conn_id: str, **extra) -> None:
+    """This test's connection `conn_id` (from the environment) with `extra` added."""
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    conn = json.loads(os.environ[variable])
+    conn["extra"] = {**(conn.get("extra") or {}), **extra}
+    monkeypatch.setenv(variable, json.dumps(conn))
 
 
 def dispatch(conn, job: Dispatch, run_id: str, channel: str, batch_no: int = 0) -> dict:
@@ -404,13 +415,13 @@ def test_a_5xx_leaves_rows_unknown_and_they_are_never_resent(conn, templates, ru
         assert dispatch(conn, job, run_id, "email") == {
             "welcome": {"provider_outcome_unknown": 3}}
         assert dispatch(conn, job, run_id, "sms") == {"nudge": {"provider_outcome_unknown": 2}}
-        assert stub.requests == 5
+        assert stub.requests == 3  # the three emails went in one request, each SMS alone
 
         # A retry of the same batches (a task retry, a cleared task) sends nothing.
         retry = make_job(templates)
         assert dispatch(conn, retry, run_id, "email") == {}
         assert dispatch(conn, retry, run_id, "sms") == {}
-        assert stub.requests == 5
+        assert stub.requests == 3
 
     for row in ledger_rows(conn, run_id).values():
         assert row["state"] == "unknown"
@@ -432,7 +443,7 @@ def test_a_timeout_after_the_request_left_leaves_rows_unknown(conn, templates, r
         assert dispatch(conn, job, run_id, "email") == {
             "welcome": {"provider_outcome_unknown": 3}}
         assert dispatch(conn, job, run_id, "sms") == {"nudge": {"provider_outcome_unknown": 3}}
-        assert stub.requests == 6  # every request reached the provider
+        assert stub.requests == 4  # every request reached it (the emails shared one)
 
     assert {(row["state"], row["reason"].split(":")[0])
             for row in ledger_rows(conn, run_id).values()} == {
@@ -442,9 +453,10 @@ def test_a_timeout_after_the_request_left_leaves_rows_unknown(conn, templates, r
 # -- throughput comes from concurrency --------------------------------------------------------
 
 
-@pytest.mark.parametrize("channel", ["email", "sms"])
-def test_a_batch_goes_out_concurrently_within_a_bounded_pool(conn, templates, run_id,
-                                                             point_providers_at, channel):
+@pytest.mark.parametrize(("channel", "per_request", "requests"), [
+    ("email", 1, 40), ("sms", 1, 40), ("email", 5, 8)])
+def test_a_batch_goes_out_concurrently_within_a_bounded_pool(
+        conn, templates, run_id, point_providers_at, channel, per_request, requests):
     import sendgrid  # noqa: F401  (SDK import time is not what this measures)
     import twilio.rest  # noqa: F401
 
@@ -454,15 +466,56 @@ def test_a_batch_goes_out_concurrently_within_a_bounded_pool(conn, templates, ru
     plan(conn, run_id, step, people)
 
     with StubProvider(delay=0.1).running() as stub:  # 40 x 100 ms = 4 s one after another
-        point_providers_at(stub.url)
+        point_providers_at(stub.url, personalizations_per_request=per_request)
         started = time.monotonic()
         counts = dispatch(conn, make_job(templates, concurrency=8), run_id, channel)
         elapsed = time.monotonic() - started
 
     assert counts == {step: {"sent": 40}}
-    assert stub.requests == 40
+    assert stub.requests == requests
     assert elapsed < 2.0, f"40 sends at 100 ms each took {elapsed:.2f} s with concurrency 8"
     assert 2 <= stub.max_in_flight <= 8
+
+
+def test_many_emails_to_a_request_each_reach_their_recipient_once(conn, templates, emulator,
+                                                                   run_id):
+    """Emails share requests, each still its own message: recipient, subject, body, headers
+    and the ledger id in its events."""
+    _, outbox = emulator
+    people = [contact(i) for i in range(7)]
+    add_to_audience(conn, people)
+    plan(conn, run_id, "welcome", people)
+
+    assert dispatch(conn, make_job(templates), run_id, "email") == {"welcome": {"sent": 7}}
+
+    messages = outbox.messages()
+    rows = ledger_rows(conn, run_id)
+    assert len({m["message_id"] for m in messages}) == 1  # one request
+    assert sorted(m["recipient"] for m in messages) == sorted(p["email"] for p in people)
+    for message in messages:
+        row = next(r for r in rows.values() if r["ledger_id"] == message["ledger_id"])
+        name = next(p["first_name"] for p in people if p["email"] == message["recipient"])
+        assert row["state"] == "sent" and row["provider_message_id"] == message["message_id"]
+        assert name in message["text"] and name in message["html"]
+        assert sum(other["first_name"] in message["html"] for other in people) == 1
+
+
+def test_a_refused_request_is_sent_again_one_by_one_and_only_the_bad_message_fails(
+        conn, templates, emulator, run_id):
+    """SendGrid refuses a whole request for one bad address: the others still go, once."""
+    _, outbox = emulator
+    people = [contact(i) for i in range(4)]
+    add_to_audience(conn, people)
+    # An address that passed our check somehow, and SendGrid refuses.
+    plan(conn, run_id, "welcome", people, recipients={people[2]["contact_id"]: "no-one@localhost"})
+
+    assert dispatch(conn, make_job(templates), run_id, "email") == {
+        "welcome": {"sent": 3, "provider_rejected": 1}}
+
+    assert sorted(m["recipient"] for m in outbox.messages()) == sorted(
+        p["email"] for i, p in enumerate(people) if i != 2)
+    failed = [r for r in ledger_rows(conn, run_id).values() if r["state"] == "failed"]
+    assert len(failed) == 1 and "400" in failed[0]["reason"]
 
 
 # -- regressions: once bugs, fixed --------------------------------------------------------------
@@ -640,10 +693,14 @@ def test_still_pushed_back_after_the_retries_the_rows_go_back_to_planned_and_out
     assert len(outbox.messages()) == 6
 
 
+@pytest.mark.parametrize("per_request", [1, 2])
 @pytest.mark.parametrize(("kind", "stored"), [("drop", 2), ("reset", 0)])
 def test_a_lost_answer_is_unknown_and_never_resent_whether_or_not_it_was_accepted(
-        conn, templates, emulator, run_id, faults, kind, stored):
+        conn, templates, emulator, run_id, faults, kind, stored, per_request, monkeypatch):
+    """Every second request's answer is lost: two of four emails, whether they went one or
+    two to a request."""
     _, outbox = emulator
+    with_extra(monkeypatch, "sendgrid_default", personalizations_per_request=per_request)
     people = [contact(i) for i in range(4)]
     add_to_audience(conn, people)
     plan(conn, run_id, "welcome", people)
@@ -662,15 +719,11 @@ def test_a_lost_answer_is_unknown_and_never_resent_whether_or_not_it_was_accepte
 
 def test_sms_go_out_at_the_senders_rate_never_above_it(conn, templates, emulator_apart, run_id,
                                                        monkeypatch):
-    import json
-    import os
 
     from nurture.bench.dispatch import max_in_window
 
     _, outbox = emulator_apart
-    twilio = json.loads(os.environ["AIRFLOW_CONN_TWILIO_DEFAULT"])
-    twilio["extra"] = {**twilio.get("extra", {}), "messages_per_second": 10}
-    monkeypatch.setenv("AIRFLOW_CONN_TWILIO_DEFAULT", json.dumps(twilio))
+    with_extra(monkeypatch, "twilio_default", messages_per_second=10)
     people = [contact(i) for i in range(25)]
     add_to_audience(conn, people)
     plan(conn, run_id, "nudge", people)

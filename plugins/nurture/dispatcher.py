@@ -1,8 +1,9 @@
 """Send one batch of planned messages: render, call the provider, settle the ledger.
 
 Throughput comes from concurrency, not a faster loop: providers answer in tens to hundreds
-of milliseconds, so a batch goes out over a bounded thread pool. Ledger writes are one
-statement per batch. Anything that goes wrong with one message is that message's outcome,
+of milliseconds, so a batch goes out over a bounded thread pool, and email goes many
+messages to a request where the hook allows (`SendGridHook.send_many`). Ledger writes are
+one statement per chunk. Anything that goes wrong with one message is that message's outcome,
 never the batch's.
 """
 
@@ -26,7 +27,9 @@ from nurture.tokens import TokenSigner
 
 class ProviderHook(Protocol):
     """A provider hook: `check` fails before anything is claimed (a missing connection or
-    key would otherwise strand a whole batch as `unknown`); `send` returns the provider's id."""
+    key would otherwise strand a whole batch as `unknown`); `send` returns the provider's id.
+    A hook that sends several messages a request also has `per_request` and
+    `send_many(messages)`, which returns each message's id or ProviderError in order."""
 
     def check(self) -> None: ...
 
@@ -98,7 +101,9 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
 
     Raises ProviderUnavailable, after settling what was sent, when some messages never
     reached the provider: they stay planned, and the task's retry claims them again."""
-    (job.email if channel == "email" else job.sms).check()
+    hook = job.email if channel == "email" else job.sms
+    hook.check()
+    per_request = getattr(hook, "per_request", 1) if hasattr(hook, "send_many") else 1
     job = replace(job, templates=SteadyTemplates(job.templates))
     counts: dict[str, Counter] = {}
     released, first_claim = 0, True
@@ -108,10 +113,11 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
             while True:
                 rows = [] if released else ledger.claim_batch(
                     conn, program=job.program.name, dag_run_id=dag_run_id, channel=channel,
-                    batch_no=batch_no, limit=job.concurrency * CLAIM_FACTOR,
+                    batch_no=batch_no, limit=job.concurrency * max(CLAIM_FACTOR, per_request),
                     new_attempt=first_claim)
                 first_claim = False
-                previous, in_flight = in_flight, _start(conn, job, pool, rows) if rows else None
+                previous, in_flight = in_flight, (_start(conn, job, pool, rows, per_request)
+                                                  if rows else None)
                 if previous is not None:
                     released += _settle(conn, previous, counts)
                 if in_flight is None:
@@ -127,8 +133,10 @@ def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
     return {step: dict(counter) for step, counter in counts.items()}
 
 
-def _start(conn, job: Dispatch, pool: ThreadPoolExecutor, rows: list[dict]) -> _Chunk:
-    """Read what the rows' messages need, then queue their sends on the pool."""
+def _start(conn, job: Dispatch, pool: ThreadPoolExecutor, rows: list[dict],
+           per_request: int) -> _Chunk:
+    """Read what the rows' messages need, then queue their sends on the pool, `per_request`
+    messages to a request."""
     try:
         contacts = _audience_rows(conn, job, rows)
         short_urls = _short_survey_links(conn, job, rows, contacts)
@@ -137,16 +145,16 @@ def _start(conn, job: Dispatch, pool: ThreadPoolExecutor, rows: list[dict]) -> _
         conn.rollback()
         ledger.release(conn, [row["ledger_id"] for row in rows])
         raise
-    return _Chunk(rows, [
-        pool.submit(deliver, job, row, contacts.get((row["contact_id"], row["enrollment_id"])),
-                    short_url=short_urls.get(str(row["ledger_id"])))
-        for row in rows])
+    items = [(row, contacts.get((row["contact_id"], row["enrollment_id"])),
+              short_urls.get(str(row["ledger_id"]))) for row in rows]
+    return _Chunk(rows, [pool.submit(deliver_many, job, items[start:start + per_request])
+                         for start in range(0, len(items), per_request)])
 
 
 def _settle(conn, chunk: _Chunk, counts: dict[str, Counter]) -> int:
     """Wait for a chunk's sends, write their outcomes; returns how many went back to
     planned (never reached the provider)."""
-    outcomes = [send.result() for send in chunk.sends]
+    outcomes = [outcome for send in chunk.sends for outcome in send.result()]
     ledger.settle(conn, outcomes)
     for row, outcome in zip(chunk.rows, outcomes, strict=True):
         label = "sent" if outcome.state == "sent" else ledger.reason_category(outcome.reason)
@@ -154,9 +162,44 @@ def _settle(conn, chunk: _Chunk, counts: dict[str, Counter]) -> int:
     return sum(outcome.state == "planned" for outcome in outcomes)
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A message rendered and addressed, ready to go."""
+
+    ledger_id: str
+    message: EmailMessage | SmsMessage
+    template_version: str
+
+
 def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None, *,
             short_url: str | None = None) -> ledger.Outcome:
     """Send one claimed message; `short_url` replaces a survey link in an SMS."""
+    return deliver_many(job, [(row, contact, short_url)])[0]
+
+
+def deliver_many(job: Dispatch, items: list[tuple[Mapping[str, Any], Mapping[str, Any] | None,
+                                                  str | None]]) -> list[ledger.Outcome]:
+    """Send claimed messages of one channel, each (row, audience row, short link): one
+    request when there are several and the hook sends many at once, else one each. Whatever
+    happens to one message is that message's outcome."""
+    prepared = [_prepare(job, *item) for item in items]
+    ready = [item for item in prepared if isinstance(item, _Ready)]
+    hook = job.email if ready and isinstance(ready[0].message, EmailMessage) else job.sms
+    if len(ready) > 1 and hasattr(hook, "send_many"):
+        try:
+            results = hook.send_many([item.message for item in ready])
+        except Exception as err:  # a bug: every message of the request may have gone out
+            results = [err] * len(ready)
+    else:
+        results = [_send_one(hook, item.message) for item in ready]
+    answers = iter(results)
+    return [item if isinstance(item, ledger.Outcome) else _outcome(item, next(answers))
+            for item in prepared]
+
+
+def _prepare(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | None,
+             short_url: str | None) -> _Ready | ledger.Outcome:
+    """The message for a claimed row, or why it is not sent."""
     ledger_id = row["ledger_id"]
     step = job.program.step(row["step"])
     # The audience row is read at send time: what changed since the plan still counts.
@@ -174,36 +217,45 @@ def deliver(job: Dispatch, row: Mapping[str, Any], contact: Mapping[str, Any] | 
         return ledger.Outcome(ledger_id, "failed", f"template_error: {problem}")
     except Exception as err:  # e.g. template maths on odd contact data: this message only
         return ledger.Outcome(ledger_id, "failed", f"template_error: {type(err).__name__}")
+    if step.channel == "sms":
+        return _Ready(ledger_id, SmsMessage(
+            to=row["recipient"], body=rendered.text,
+            status_callback=_status_callback(job, ledger_id, step.name)), rendered.version)
+    return _Ready(ledger_id, EmailMessage(
+        to=row["recipient"], subject=rendered.subject, text=rendered.text,
+        html=rendered.html, from_email=job.program.sender.email,
+        from_name=job.program.sender.name,
+        custom_args={"ledger_id": ledger_id, "program": job.program.name, "step": step.name},
+        categories=(job.program.name,),
+        headers={"List-Unsubscribe": f"<{unsubscribe_url}>",
+                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        if unsubscribe_url else {},
+    ), rendered.version)
+
+
+def _send_one(hook: ProviderHook, message: EmailMessage | SmsMessage) -> str | Exception:
     try:
-        if step.channel == "email":
-            message_id = job.email.send(EmailMessage(
-                to=row["recipient"], subject=rendered.subject, text=rendered.text,
-                html=rendered.html, from_email=job.program.sender.email,
-                from_name=job.program.sender.name,
-                custom_args={"ledger_id": ledger_id, "program": job.program.name,
-                             "step": step.name},
-                categories=(job.program.name,),
-                headers={"List-Unsubscribe": f"<{unsubscribe_url}>",
-                         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-                if unsubscribe_url else {},
-            ))
-        else:
-            message_id = job.sms.send(SmsMessage(
-                to=row["recipient"], body=rendered.text,
-                status_callback=_status_callback(job, ledger_id, step.name),
-            ))
-    except ProviderError as err:
-        if err.retryable:  # nothing was accepted: back to planned, to go out on a retry
-            return ledger.Outcome(ledger_id, "planned", f"provider_unavailable: {err}")
-        state = "unknown" if err.ambiguous else "failed"
-        category = "provider_outcome_unknown" if err.ambiguous else "provider_rejected"
-        return ledger.Outcome(ledger_id, state, f"{category}: {err}",
-                              template_version=rendered.version)
-    except Exception as err:  # a bug must cost one message, and it may have gone out
-        return ledger.Outcome(ledger_id, "unknown", f"dispatch_error: {type(err).__name__}: {err}",
-                              template_version=rendered.version)
-    return ledger.Outcome(ledger_id, "sent", provider_message_id=message_id,
-                          template_version=rendered.version)
+        return hook.send(message)
+    except Exception as err:  # becomes this message's outcome
+        return err
+
+
+def _outcome(ready: _Ready, answer: str | Exception) -> ledger.Outcome:
+    """The ledger outcome of a message the provider answered (its id) or did not."""
+    ledger_id, version = ready.ledger_id, ready.template_version
+    if isinstance(answer, ProviderError):
+        if answer.retryable:  # nothing was accepted: back to planned, to go out on a retry
+            return ledger.Outcome(ledger_id, "planned", f"provider_unavailable: {answer}")
+        state = "unknown" if answer.ambiguous else "failed"
+        category = "provider_outcome_unknown" if answer.ambiguous else "provider_rejected"
+        return ledger.Outcome(ledger_id, state, f"{category}: {answer}",
+                              template_version=version)
+    if isinstance(answer, Exception):  # a bug must cost one message, and it may have gone out
+        return ledger.Outcome(ledger_id, "unknown",
+                              f"dispatch_error: {type(answer).__name__}: {answer}",
+                              template_version=version)
+    return ledger.Outcome(ledger_id, "sent", provider_message_id=answer,
+                          template_version=version)
 
 
 def personalize(job: Dispatch, step: Step, row: Mapping[str, Any], contact: Mapping[str, Any],

@@ -25,6 +25,7 @@ from sendgrid.helpers.mail import (
 )
 
 from nurture.emulator import OutboxStore
+from nurture.providers.sendgrid_hook import EmailMessage, batch_body
 
 from .conftest import CONTRACTS_DIR, CREDENTIALS
 
@@ -86,8 +87,51 @@ def test_send_is_accepted_and_stored_per_recipient(sendgrid, outbox):
     assert first["message_id"] == message_id
     assert (first["channel"], first["sender"]) == ("email", SENDER)
     assert (first["text"], first["html"]) == ("Hello there", "<p>Hello there</p>")
-    assert first["request"] == mail.get()
+    # Each record keeps what its personalization received: the one personalization, its
+    # custom_args merged over the message's.
+    sent = mail.get()
+    assert first["request"] == {**sent, "personalizations": sent["personalizations"][:1],
+                                "custom_args": {**sent["custom_args"], "ledger_id": "L-1"}}
     assert first["received_at"].endswith("+00:00")
+
+
+def test_substitutions_make_each_recipients_message(sendgrid, outbox):
+    body = {
+        "from": {"email": SENDER},
+        "content": [{"type": "text/plain", "value": "%text%"},
+                    {"type": "text/html", "value": "<div>%html%</div>"}],
+        "personalizations": [
+            {"to": [{"email": "ana@example.com"}], "subject": "Hi %name%",
+             "substitutions": {"%text%": "Hello Ana", "%html%": "<p>Ana</p>", "%name%": "Ana"},
+             "headers": {"List-Unsubscribe": "<https://u.example/a>"}},
+            {"to": [{"email": "bo@example.com"}], "subject": "Hi %name%",
+             # a value holding a tag is not substituted again
+             "substitutions": {"%text%": "Hello %name%", "%html%": "<p>Bo</p>", "%name%": "Bo"}},
+        ],
+    }
+
+    assert sendgrid.client.mail.send.post(request_body=body).status_code == 202
+
+    ana, bo = outbox.messages()
+    assert (ana["subject"], ana["text"], ana["html"]) == ("Hi Ana", "Hello Ana",
+                                                         "<div><p>Ana</p></div>")
+    assert (bo["subject"], bo["text"], bo["html"]) == ("Hi Bo", "Hello %name%",
+                                                      "<div><p>Bo</p></div>")
+    assert ana["request"]["headers"] == {"List-Unsubscribe": "<https://u.example/a>"}
+    assert "headers" not in bo["request"]
+
+
+def test_substitutions_over_10000_bytes_are_refused(sendgrid, outbox):
+    body = {"from": {"email": SENDER}, "subject": "Hi",
+            "content": [{"type": "text/plain", "value": "%text%"}],
+            "personalizations": [{"to": [{"email": "ana@example.com"}],
+                                  "substitutions": {"%text%": "x" * 10_000}}]}
+
+    errors = bad_request(sendgrid, body)
+
+    assert [e["field"] for e in errors] == ["personalizations.0.substitutions"]
+    assert "10,000 bytes" in errors[0]["message"]
+    assert outbox.messages() == []
 
 
 def test_wrong_api_key_is_unauthorized(emulator_url, outbox):
@@ -196,8 +240,9 @@ def test_malformed_json_and_unknown_paths(emulator_url):
     assert response.json()["errors"][0]["field"] is None
 
 
-def test_sdk_body_matches_the_published_contract(sendgrid, outbox):
-    """What the SDK puts on the wire is valid against SendGrid's own mail/send schema."""
+def test_sdk_and_batch_bodies_match_the_published_contract(sendgrid, outbox):
+    """What the SDK puts on the wire, and the hook's many-to-a-request body, are valid
+    against SendGrid's own mail/send schema."""
     contract = CONTRACTS_DIR / "sendgrid_v3.json"
     if not contract.is_file():
         pytest.skip(f"provider contracts not found at {CONTRACTS_DIR.resolve()}")
@@ -210,10 +255,19 @@ def test_sdk_body_matches_the_published_contract(sendgrid, outbox):
     # although the live API (and the SDK) use an object there.
     mail = campaign_mail(personalization("ana@example.com", program="onboarding", step="welcome",
                                          ledger_id="L-1"))
-    sendgrid.send(mail)
+    batch = batch_body([EmailMessage(
+        to=f"{name}@example.com", subject=f"Hi {name}", text=f"Hello {name}",
+        html=f"<p>Hello {name}</p>", from_email=SENDER, from_name="Nurture",
+        custom_args={"ledger_id": f"L-{name}", "program": "onboarding", "step": "welcome"},
+        categories=("onboarding",), headers={"List-Unsubscribe": "<https://u.example/x>"})
+        for name in ("ana", "bo")])
 
-    sent = outbox.messages()[0]["request"]
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(sent)
+    validator = jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
+    for body in (mail.get(), batch):
+        validator.validate(body)
+        assert sendgrid.client.mail.send.post(request_body=body).status_code == 202
+    assert [m["recipient"] for m in outbox.messages()] == [
+        "ana@example.com", "ana@example.com", "bo@example.com"]
 
 
 # The outbox store itself: several writers at once must not lose records.

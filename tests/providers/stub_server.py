@@ -97,13 +97,14 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def connection_env(*, sendgrid_url: str, twilio_url: str) -> dict[str, str]:
+def connection_env(*, sendgrid_url: str, twilio_url: str,
+                   sendgrid_extra: dict | None = None) -> dict[str, str]:
     """AIRFLOW_CONN_* for the default connections, pointed at the given base URLs."""
     from nurture.airflow_env import connection_env as env
 
     return {
         **env("sendgrid_default", conn_type="sendgrid", host=sendgrid_url,
-              password="SG.stub-key"),
+              password="SG.stub-key", extra=sendgrid_extra or {}),
         **env("twilio_default", conn_type="twilio", host=twilio_url, login=TWILIO_SID,
               password="stub-token", extra={"messaging_service_sid": TWILIO_SERVICE}),
     }

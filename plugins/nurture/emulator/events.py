@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # The receiver's routes and the providers' header names (nurture.webhooks.app agrees).
 SENDGRID_PATH = "/webhooks/sendgrid"
+# SendGrid posts events in batches of at most 768 KB (its Event Webhook documentation).
+SENDGRID_POST_BYTES = 768_000
 TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound"
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -143,32 +145,40 @@ def _first_link(body: Mapping[str, Any]) -> str:
     return links[0] if links else "https://nurture.example/"
 
 
-def sendgrid_events(body: Mapping[str, Any], message_id: str,
+def sendgrid_events(records: list[Mapping[str, Any]],
                     now: float | None = None) -> list[dict[str, Any]]:
-    """Every event SendGrid would report for an accepted mail/send body, all recipients."""
+    """Every event SendGrid would report for the recipients of one accepted request (its
+    outbox records: one per recipient, each with what that recipient received)."""
     timestamp = int(now if now is not None else time.time())
-    categories = body.get("categories")
     filter_id = f"filterdrecv-emulator-{secrets.token_hex(4)}-{timestamp:X}"
     events = []
-    recipient = 0
-    for personalization in body.get("personalizations") or []:
-        custom_args = {**(body.get("custom_args") or {}),
-                       **(personalization.get("custom_args") or {})}
-        for to in personalization.get("to") or []:
-            email = to["email"]
-            common = {
-                "email": email, "timestamp": timestamp,
-                "smtp-id": f"<{message_id}@ismtpd0001p1emu.sendgrid.net>",
-                "sg_message_id": f"{message_id}.{filter_id}-{recipient}.0",
-            }
-            if categories:
-                common["category"] = list(categories)
-            for kind in email_outcomes(email):
-                event = {**custom_args, **common, "event": kind,
-                         "sg_event_id": secrets.token_urlsafe(16), **_details(kind, body)}
-                events.append(event)
-            recipient += 1
+    for recipient, record in enumerate(records):
+        body, email, message_id = record["request"], record["recipient"], record["message_id"]
+        common = {
+            "email": email, "timestamp": timestamp,
+            "smtp-id": f"<{message_id}@ismtpd0001p1emu.sendgrid.net>",
+            "sg_message_id": f"{message_id}.{filter_id}-{recipient}.0",
+        }
+        if body.get("categories"):
+            common["category"] = list(body["categories"])
+        custom_args = body.get("custom_args") or {}  # merged with the personalization's
+        for kind in email_outcomes(email):
+            events.append({**custom_args, **common, "event": kind,
+                           "sg_event_id": secrets.token_urlsafe(16), **_details(kind, body)})
     return events
+
+
+def event_posts(events: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
+    """Events split into posts of at most about `max_bytes`, as SendGrid batches them."""
+    posts, post, size = [], [], 0
+    for event in events:
+        length = len(json.dumps(event)) + 3
+        if post and size + length > max_bytes:
+            posts.append(post)
+            post, size = [], 0
+        post.append(event)
+        size += length
+    return posts + ([post] if post else [])
 
 
 def _details(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -381,18 +391,17 @@ class ProviderEvents:
     def _queue_sendgrid(self, records: list[Mapping[str, Any]]) -> None:
         if not records or self._sendgrid_key is None:
             return
-        seen = set()
-        for record in records:  # one record per recipient; one batch per API request
-            if record["message_id"] in seen:
-                continue
-            seen.add(record["message_id"])
-            events = sendgrid_events(record["request"], record["message_id"])
-            self.poster.submit(
-                self.events_url + SENDGRID_PATH, sendgrid_body(events),
-                {"Content-Type": "application/json;charset=utf-8",
-                 "User-Agent": "SendGrid Event API"},
-                f"{len(events)} SendGrid events for {record['message_id']}",
-                sign=self._sign_sendgrid)
+        requests: dict[str, list[Mapping[str, Any]]] = {}
+        for record in records:  # one record per recipient
+            requests.setdefault(record["message_id"], []).append(record)
+        for message_id, recipients in requests.items():
+            for events in event_posts(sendgrid_events(recipients), SENDGRID_POST_BYTES):
+                self.poster.submit(
+                    self.events_url + SENDGRID_PATH, sendgrid_body(events),
+                    {"Content-Type": "application/json;charset=utf-8",
+                     "User-Agent": "SendGrid Event API"},
+                    f"{len(events)} SendGrid events for {message_id}",
+                    sign=self._sign_sendgrid)
 
     def _sign_sendgrid(self, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))

@@ -21,7 +21,7 @@ router = APIRouter()
 
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#"
 MAX_PERSONALIZATIONS = MAX_RECIPIENTS = 1000
-MAX_CUSTOM_ARGS_BYTES = 10_000
+MAX_CUSTOM_ARGS_BYTES = MAX_SUBSTITUTIONS_BYTES = 10_000
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
@@ -66,6 +66,7 @@ def validate(body: dict[str, Any]) -> list[dict[str, Any]]:
     errors += _subject_errors(body)
     errors += _content_errors(body)
     errors += _custom_args_errors(body)
+    errors += _substitution_errors(body)
     return errors
 
 
@@ -191,26 +192,76 @@ def _custom_args_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
     return errors
 
 
+def _substitution_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    errors = []
+    for i, p in enumerate(_personalizations(body)):
+        subs = p.get("substitutions")
+        if subs is None:
+            continue
+        if not isinstance(subs, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in subs.items()):
+            errors.append(_error("Substitutions must be an object of string keys and string "
+                                 "values.", f"personalizations.{i}.substitutions",
+                                 "message.personalizations.substitutions"))
+        elif sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) \
+                > MAX_SUBSTITUTIONS_BYTES:
+            errors.append(_error(
+                f"The total size of substitutions may not exceed {MAX_SUBSTITUTIONS_BYTES:,} "
+                "bytes per personalization object.", f"personalizations.{i}.substitutions",
+                "message.personalizations.substitutions"))
+    return errors
+
+
 def merged_custom_args(body: dict[str, Any], personalization: dict[str, Any]) -> dict[str, str]:
     """Personalization-level custom_args override message-level ones, key by key."""
     return {**(body.get("custom_args") or {}), **(personalization.get("custom_args") or {})}
 
 
+def delivered(body: dict[str, Any], personalization: dict[str, Any]) -> dict[str, Any]:
+    """What one personalization of a request receives, as a one-personalization body: its
+    substitutions made in subject and content, its headers and custom_args merged in. A body
+    of one personalization with none of those is returned as it came."""
+    view = {**body, "personalizations": [personalization]}
+    subs = personalization.get("substitutions") or {}
+    if subs:
+        view["content"] = [{**block, "value": substitute(block["value"], subs)}
+                           for block in body.get("content") or []]
+        if personalization.get("subject"):
+            view["personalizations"] = [{**personalization, "subject": substitute(
+                personalization["subject"], subs)}]
+    for key in ("headers", "custom_args"):
+        if personalization.get(key):
+            view[key] = {**(body.get(key) or {}), **personalization[key]}
+    return view
+
+
+def substitute(text: str, substitutions: dict[str, str]) -> str:
+    """Every substitution tag replaced, all in one pass (a value is never searched again)."""
+    if not substitutions:
+        return text
+    tags = re.compile("|".join(re.escape(tag) for tag in sorted(substitutions, key=len,
+                                                                  reverse=True)))
+    return tags.sub(lambda match: substitutions[match.group(0)], text)
+
+
 def outbox_records(body: dict[str, Any], message_id: str,
                    received_at: str | None = None) -> list[dict[str, Any]]:
-    """One record per `to` recipient of every personalization."""
+    """One record per `to` recipient of every personalization; its `request` is what that
+    personalization receives (`delivered`)."""
     received_at = received_at or datetime.now(UTC).isoformat()
-    content = {block["type"]: block["value"] for block in body.get("content") or []}
     records = []
     for p in body["personalizations"]:
+        view = delivered(body, p)
+        content = {block["type"]: block["value"] for block in view.get("content") or []}
         args = merged_custom_args(body, p)
+        subject = view["personalizations"][0].get("subject") or body.get("subject")
         for to in p["to"]:
             records.append({
                 "message_id": message_id, "channel": "email", "recipient": to["email"],
-                "sender": body["from"]["email"], "subject": p.get("subject") or body.get("subject"),
+                "sender": body["from"]["email"], "subject": subject,
                 "text": content.get("text/plain"), "html": content.get("text/html"),
                 "program": args.get("program"), "step": args.get("step"),
-                "ledger_id": args.get("ledger_id"), "received_at": received_at, "request": body,
+                "ledger_id": args.get("ledger_id"), "received_at": received_at, "request": view,
             })
     return records
 
