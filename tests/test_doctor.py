@@ -105,6 +105,10 @@ PROBLEMS = {
     "sendgrid with a bad verification key": (
         dict(connections=connections(**sendgrid(extra={"webhook_verification_key": "abc"}))),
         "connection sendgrid_default", "not a SendGrid webhook verification key"),
+    "sendgrid with too many personalizations a request": (
+        dict(connections=connections(**sendgrid(extra={
+            "webhook_verification_key": VERIFICATION_KEY, "personalizations_per_request": 5000}))),
+        "connection sendgrid_default", "personalizations_per_request 5000"),
     "twilio missing": (dict(connections=connections(twilio_default=None)),
                        "connection twilio_default", "missing"),
     "twilio bad account sid": (dict(connections=connections(**twilio(login="me@example.com"))),

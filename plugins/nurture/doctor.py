@@ -102,6 +102,8 @@ def _host_problem(conn) -> str | None:
 
 
 def _sendgrid(d: Deployment) -> Iterator[Finding]:
+    from nurture.providers.sendgrid_hook import DEFAULT_PER_REQUEST, MAX_PER_REQUEST
+
     conn, subject = d.connections.get(SENDGRID), f"connection {SENDGRID}"
     if conn is None:
         yield _error(subject, "missing: no email can be sent",
@@ -116,6 +118,11 @@ def _sendgrid(d: Deployment) -> Iterator[Finding]:
     if problem := _host_problem(conn):
         yield _error(subject, problem, "use https://api.sendgrid.com (or .eu.), or leave the "
                      "host empty")
+    per_request = conn.extra_dejson.get("personalizations_per_request", DEFAULT_PER_REQUEST)
+    if not isinstance(per_request, int) or not 1 <= per_request <= MAX_PER_REQUEST:
+        yield _error(subject, f"personalizations_per_request {per_request!r}: no email can be "
+                     "sent", f"set a whole number from 1 to {MAX_PER_REQUEST} (SendGrid's "
+                     f"limit), or remove it for {DEFAULT_PER_REQUEST}")
     key = conn.extra_dejson.get("webhook_verification_key")
     if not key:
         yield _error(subject, "no webhook_verification_key: the receiver refuses every "

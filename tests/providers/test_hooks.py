@@ -103,6 +103,37 @@ def test_sendgrid_sends_with_key_and_base_url_from_the_connection(emulator, set_
                                               "step": "welcome"}
 
 
+def test_sendgrid_sends_many_to_a_request_grouped_by_sender(emulator, set_connection):
+    """Three of one sender in one request (two at most a request: two requests), the other
+    sender's alone, and one too big to substitute alone: each message arrives once, as sent."""
+    from dataclasses import replace
+
+    base_url, outbox = emulator
+    set_connection("hooks_test_sg", conn_type="sendgrid", host=base_url, password=SENDGRID_KEY,
+                   extra={"personalizations_per_request": 2})
+    messages = [email(f"p{n}@example.com") for n in range(3)] + [
+        replace(email("other@example.com"), from_email="news@nurture.example"),
+        replace(email("big@example.com"), html="<p>" + "x" * 10_000 + "</p>")]
+
+    ids = SendGridHook(sendgrid_conn_id="hooks_test_sg").send_many(messages)
+
+    sent = {m["recipient"]: m for m in outbox.messages()}
+    assert sorted(sent) == sorted(m.to for m in messages)
+    assert all(sent[m.to]["message_id"] == ids[i] for i, m in enumerate(messages))
+    assert ids[0] == ids[1] and len({ids[0], ids[2], ids[3], ids[4]}) == 4
+    assert sent["other@example.com"]["sender"] == "news@nurture.example"
+    assert sent["big@example.com"]["html"] == messages[4].html
+    assert all(sent[m.to]["text"] == "Hello Ada" for m in messages)
+
+
+def test_sendgrid_refuses_a_per_request_setting_out_of_range(set_connection):
+    set_connection("hooks_test_sg", conn_type="sendgrid", host="https://api.example",
+                   password=SENDGRID_KEY, extra={"personalizations_per_request": 0})
+
+    with pytest.raises(ConfigurationError, match="personalizations_per_request"):
+        SendGridHook(sendgrid_conn_id="hooks_test_sg").check()
+
+
 def test_sendgrid_host_without_scheme_takes_schema_and_port(emulator, set_connection):
     base_url, outbox = emulator
     set_connection("hooks_test_sg", conn_type="sendgrid", host="127.0.0.1", schema="http",
