@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -227,6 +228,18 @@ def start_worker(program: str, log_path: Path, *, skip_tasks: str) -> subprocess
     return subprocess.Popen([sys.executable, str(WORKER), program, skip_tasks],
                             env={**os.environ, "PYTHONPATH": path}, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@contextlib.contextmanager
+def emails_per_request(n: int) -> Iterator[None]:
+    """SendGrid requests carry at most `n` emails (the connection's extra), for this block
+    and the workers it starts: a scenario that counts requests decides how many emails each
+    of them holds."""
+    variable = "AIRFLOW_CONN_SENDGRID_DEFAULT"
+    conn = json.loads(os.environ[variable])
+    conn["extra"] = {**(conn.get("extra") or {}), "personalizations_per_request": n}
+    with mock.patch.dict(os.environ, {variable: json.dumps(conn)}):
+        yield
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str,

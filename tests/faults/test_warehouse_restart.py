@@ -19,7 +19,7 @@ from . import harness
 
 pytestmark = pytest.mark.e2e
 
-RESTART_AT = 10  # the n-th email of the batch is delivered just after the restart
+RESTART_AT = 10  # the request holding the n-th email of the batch goes after the restart
 
 
 def test_a_warehouse_restart_during_the_plan(scenario, monkeypatch):
@@ -44,16 +44,18 @@ def test_a_warehouse_restart_during_the_plan(scenario, monkeypatch):
 
 
 def test_a_warehouse_restart_during_a_send_task(scenario, monkeypatch):
-    deliver, emails, restarted = dispatcher.deliver, itertools.count(1), []
+    deliver_many, emails, restarted = dispatcher.deliver_many, itertools.count(1), []
 
-    def deliver_across_a_restart(job, row, contact, **kwargs):
-        if row["channel"] == "email" and next(emails) == RESTART_AT:
-            harness.warehouse_outage(down_for=1.0)
-            restarted.append(row["ledger_id"])
-        return deliver(job, row, contact, **kwargs)
+    def deliver_across_a_restart(job, items):
+        for row, _, _ in items:
+            if row["channel"] == "email" and next(emails) == RESTART_AT:
+                harness.warehouse_outage(down_for=1.0)
+                restarted.append(row["ledger_id"])
+        return deliver_many(job, items)
 
-    monkeypatch.setattr(dispatcher, "deliver", deliver_across_a_restart)
-    with scenario.providers() as providers:
+    monkeypatch.setattr(dispatcher, "deliver_many", deliver_across_a_restart)
+    # Five emails a request: the restart comes while earlier requests of the batch are out.
+    with scenario.providers() as providers, harness.emails_per_request(5):
         result = scenario.run()
         providers.wait_for_events()
     tasks.prepare(catalog.program("onboarding"))  # the next run's first task: reconcile
