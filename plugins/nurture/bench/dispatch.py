@@ -113,6 +113,29 @@ def measure(contacts: int, say) -> dict:
     return report
 
 
+def consent_read_seconds(conn, contacts: int) -> float | None:
+    """Seconds the send-time consent read (`Dispatch.live_consent`, dbt's view over the raw
+    consent sources) takes for one chunk of `contacts` of the bench warehouse's contacts, as
+    a send task at the DAG's concurrency reads it; None without dbt's models."""
+    from nurture.dispatcher import Dispatch
+
+    view = Dispatch.__dataclass_fields__["live_consent"].default
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass(%s), to_regclass('marts.contacts')", (view,))
+        if None in cur.fetchone():
+            return None
+        cur.execute("select contact_id from marts.contacts order by md5(contact_id) limit %s",
+                    (contacts,))
+        ids = [row[0] for row in cur]
+        started = time.perf_counter()
+        cur.execute(f"select contact_id, has_email_consent, has_sms_consent from {view}"
+                    " where contact_id = any(%s)", (ids,))
+        cur.fetchall()
+        seconds = time.perf_counter() - started
+    conn.rollback()
+    return round(seconds, 2)
+
+
 def describe(report: dict) -> str:
     """What the dispatch figures were measured on, for the table."""
     email, sms = report["dispatch_email_detail"], report["dispatch_sms_detail"]

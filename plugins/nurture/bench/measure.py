@@ -19,6 +19,7 @@ from typing import TextIO
 from nurture import settings, warehouse
 from nurture.bench import dispatch
 from nurture.bench.synthetic import Size, append_day, load, now_utc
+from nurture.providers.sendgrid_hook import DEFAULT_PER_REQUEST
 
 # Keys of the JSON report; None: not measured (plan_s: a program could not be planned, see
 # "plan"). Dispatch figures: nurture.bench.dispatch says what they measure.
@@ -77,6 +78,11 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
         # The slowest program's; none when one could not be planned at all.
         if all("error" not in p for p in report["plan"].values()):
             report["plan_s"] = max(p["seconds"] for p in report["plan"].values())
+        with warehouse.connect() as conn:  # what a send task reads per chunk, at this size
+            report["consent_read_per_chunk_s"] = dispatch.consent_read_seconds(
+                conn, dispatch.CONCURRENCY * DEFAULT_PER_REQUEST)
+        say(f"  send-time consent read of {dispatch.CONCURRENCY * DEFAULT_PER_REQUEST:,}"
+            f" contacts: {report['consent_read_per_chunk_s']} s")
         say("dispatch against the emulator (100 ms latency)")
         report.update(dispatch.measure(size.contacts, say))
         say("parsing dags/")
@@ -196,4 +202,8 @@ def format_table(report: dict) -> str:
                      f" peak {plan.get('peak_rss_mb', '?')} MB)")
     if report.get("dispatch_email_detail"):
         lines += ["", dispatch.describe(report)]
+    if report.get("consent_read_per_chunk_s") is not None:
+        chunk = dispatch.CONCURRENCY * DEFAULT_PER_REQUEST
+        lines.append(f"send-time consent read per chunk ({chunk:,} contacts, dbt's view):"
+                     f" {report['consent_read_per_chunk_s']} s")
     return "\n".join(lines)

@@ -26,6 +26,12 @@ create table if not exists raw.sendgrid_events (
     received_at timestamptz not null default now(),
     payload jsonb not null
 );
+-- SendGrid events by the ledger id they carry, as stg_sendgrid__events reads it: the
+-- dispatcher's send-time consent read joins a chunk's ledger rows to their events by it.
+create index if not exists sendgrid_events_ledger_id on raw.sendgrid_events ((case
+    when payload ->> 'ledger_id' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$'
+        then (payload ->> 'ledger_id')::uuid
+end));
 create table if not exists raw.twilio_status_callbacks (
     message_sid text not null,
     message_status text not null,

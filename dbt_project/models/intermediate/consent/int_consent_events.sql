@@ -28,12 +28,6 @@ links as (
 
 ),
 
-ledger as (
-
-    select * from {{ ref('stg_nurture__message_ledger') }}
-
-),
-
 email_events as (
 
     select
@@ -46,7 +40,10 @@ email_events as (
         end as consent_source,
         events.occurred_at as changed_at
     from {{ ref('stg_sendgrid__events') }} as events
-    inner join ledger using (ledger_id)
+    -- The ledger is joined where it is used, not through a shared CTE: PostgreSQL would
+    -- materialise a CTE used twice whole, and the dispatcher's per-chunk read of this view
+    -- (a few thousand contacts) would scan the whole ledger each time.
+    inner join {{ ref('stg_nurture__message_ledger') }} as ledger using (ledger_id)
     where events.is_consent_withdrawal or events.event_name = 'group_resubscribe'
 
 ),
@@ -80,7 +77,7 @@ sms_refusals as (
         false as is_opted_in,
         'twilio_21610' as consent_source,
         updated_at as changed_at
-    from ledger
+    from {{ ref('stg_nurture__message_ledger') }}
     where channel = 'sms' and state = 'failed' and reason like '%(error 21610)%'
 
 ),
