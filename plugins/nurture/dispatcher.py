@@ -92,8 +92,9 @@ class _Chunk:
 
 def dispatch_batch(conn, job: Dispatch, *, dag_run_id: str, channel: str,
                    batch_no: int) -> dict[str, dict[str, int]]:
-    """Send a batch, a few times `concurrency` messages at a time; returns
-    {step: {"sent" or the reason not: count}}.
+    """Send a batch, a chunk at a time: a few times `concurrency` messages, or `concurrency`
+    requests' worth where a request carries several (so a worker killed mid-chunk leaves that
+    many `sending`, later `unknown`); returns {step: {"sent" or the reason not: count}}.
 
     The pool never runs dry: the next chunk is claimed and queued while the previous one is
     still being sent, then the previous one is settled in one statement. Memory is a chunk or
