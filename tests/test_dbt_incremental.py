@@ -195,3 +195,50 @@ def test_the_day_reached_the_incremental_tables(built):
             seen["old"]["was_delivered"]) == (True, True, True)
     assert seen["sms"]["was_delivered"]
     assert seen["planned"]["was_sent"] and seen["new"] is not None
+
+
+
+DUPLICATE_URL = "https://nurture.example/duplicate"  # marks the rows the test below adds
+
+
+def source_test_failures(*args: str) -> dict[str, int]:
+    """`dbt build` of the page-visit source's tests; failing rows per uniqueness test."""
+    subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
+         "source:web.page_visits", *args], capture_output=True, text=True)
+    run = json.loads((settings.DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
+    return {r["unique_id"].split(".")[2]: r["failures"] for r in run["results"]
+            if "unique" in r["unique_id"]}
+
+
+def test_raw_ids_are_checked_since_the_last_build_and_in_full_on_a_full_refresh(built):
+    """unique_since_last_build: an incremental build catches a newly loaded row repeating
+    an old id; it reads no older rows (what makes it cheap), and a full refresh reads them
+    all, so it catches two old rows sharing an id."""
+    now, failing = built["now"], "source_unique_since_last_build_web_page_visits_visit_id"
+    marked = subprocess.run(  # the marks an earlier build leaves
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
+         "int_source_load_watermarks"], capture_output=True, text=True)
+    assert marked.returncode == 0, marked.stdout + marked.stderr
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("select visit_id, contact_id, visited_at from raw.page_visits"
+                    " where _loaded_at < %s order by visit_id limit 1", (now - DAY,))
+        visit_id, contact_id, visited_at = cur.fetchone()
+        cur.execute("insert into raw.page_visits values (%s, %s, %s, %s, %s)",
+                    (visit_id, contact_id, DUPLICATE_URL, visited_at, now + DAY))
+    try:
+        assert source_test_failures() == {failing: 1}
+        # a plain `dbt run` (the tests did not run) leaves the marks where they were
+        subprocess.run([sys.executable, "-m", "nurture.cli", "dbt", "run", "--quiet", "-s",
+                        "int_source_load_watermarks"], capture_output=True, text=True,
+                       check=True)
+        assert source_test_failures() == {failing: 1}
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute("update raw.page_visits set _loaded_at = %s where url = %s",
+                        (now - 3 * DAY, DUPLICATE_URL))
+        assert source_test_failures() == {failing: 0}
+        assert source_test_failures("--full-refresh") == {failing: 1}
+    finally:
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute("delete from raw.page_visits where url = %s", (DUPLICATE_URL,))
+    assert source_test_failures("--full-refresh") == {failing: 0}

@@ -16,10 +16,7 @@ with
 
 activations as (
 
-    select contact_id, min(occurred_at) as activated_at
-    from {{ ref('stg_app__events') }}
-    where event_name = '{{ var("activation_event") }}'
-    group by contact_id
+    select contact_id, activated_at from {{ ref('int_contact_activations') }}
 
 ),
 

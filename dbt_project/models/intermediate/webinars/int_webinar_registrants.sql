@@ -3,15 +3,13 @@
 -- waitlist, and attendance.
 with
 
-registrations as (
+current_registrations as (
 
-    select
-        *,
-        row_number() over (
-            partition by webinar_id, contact_id
-            order by is_cancelled asc, registered_at desc, registration_id desc
-        ) as recency_rank
+    -- `distinct on` rather than a row_number() = 1 filter, which PostgreSQL estimates at a
+    -- handful of rows: the audience view and its test then joined it by nested loops.
+    select distinct on (webinar_id, contact_id) *
     from {{ ref('stg_app__webinar_registrations') }}
+    order by webinar_id, contact_id, is_cancelled asc, registered_at desc, registration_id desc
 
 ),
 
@@ -24,12 +22,6 @@ seats as (
 attendance as (
 
     select * from {{ ref('stg_app__webinar_attendance') }}
-
-),
-
-current_registrations as (
-
-    select * from registrations where recency_rank = 1
 
 ),
 

@@ -21,13 +21,7 @@ owners as (
 
 activations as (
 
-    select
-        contact_id,
-        min(occurred_at) as activated_at,
-        max(loaded_at) as loaded_at
-    from {{ ref('stg_app__events') }}
-    where event_name = '{{ var("activation_event") }}'
-    group by contact_id
+    select * from {{ ref('int_contact_activations') }}
 
 ),
 
