@@ -126,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: 20 per contact)")
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--plan-only", action="store_true", help="only time each program's "
+                       "dry-run plan, on the warehouse an earlier bench left")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -480,6 +482,9 @@ def cmd_bench(args) -> int:
 
     if args.contacts < 1:
         raise NurtureError("--contacts must be at least 1")
+    if args.plan_only:
+        print(json.dumps(measure.plan_only(), indent=2))
+        return 0
     size = Size(args.contacts, args.events if args.events is not None else 20 * args.contacts,
                 args.seed)
     log_file = settings.STATE_DIR / "logs" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"

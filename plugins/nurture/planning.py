@@ -4,6 +4,7 @@ the task's memory stays flat however large the audience.
 
 What a chunk needs from the ledger (decisions already made, the once_per rule, the
 frequency cap) is looked up for its contacts only; every row of a contact is in one chunk.
+Rows that cannot send are settled in SQL first (nurture.settled): only the others stream.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from nurture import ledger, planner, policies, settings, warehouse
+from nurture import ledger, planner, policies, settings, settled, warehouse
 from nurture.program import Program
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,13 @@ log = logging.getLogger(__name__)
 
 def plan(program: Program, *, run_id: str, dry_run: bool, filters: Mapping[str, Any],
          frequency_cap: int, steps: Sequence[str], send_limit: int | None,
-         batch_size: int, chunk_rows: int = planner.CHUNK_ROWS) -> planner.Plan:
+         batch_size: int, chunk_rows: int = planner.CHUNK_ROWS,
+         in_sql: bool = True) -> planner.Plan:
     """Decide every (contact, step) pair and record the decisions unless this is a dry
-    run (see `nurture.tasks.plan`). Returns the plan's counts and batches."""
+    run (see `nurture.tasks.plan`). Returns the plan's counts and batches.
+
+    `in_sql`: settle in SQL what needs no Python (nurture.settled); False decides every
+    row in Python (the same decisions, slower: to compare the two)."""
     with warehouse.connect() as conn:
         ledger.lock_program(conn, program.name)  # held until commit: one planner at a time
         now = datetime.now(UTC)
@@ -52,8 +57,20 @@ def plan(program: Program, *, run_id: str, dry_run: bool, filters: Mapping[str, 
         # What the planner reads, and in a dry run what the templates do: the dispatcher
         # reads whole rows when it sends.
         columns = set().union(*check.names.values()) if check else set()
+        settling = None
+        if in_sql:
+            settling = settled.settling(conn, program, made.chosen, now=now)
+            planner.check_columns(program, settling.types)  # before anything is decided
+            where, params = planner.narrowed(program, filters)
+            made.add_settled(settling.counts(conn, where, params))
+            if not dry_run:
+                for entries, upcoming in settling.rows(conn, where, params, size=chunk_rows):
+                    decisions += len(entries)
+                    written += ledger.record(conn, entries, dag_run_id=run_id)
+                    if records_upcoming:
+                        policies.record_upcoming(conn, program, upcoming, replace=False)
         for chunk in planner.audience_chunks(conn, program, filters, size=chunk_rows,
-                                             columns=columns):
+                                             columns=columns, settling=settling):
             contacts = {row["contact_id"] for row in chunk}
             decided = made.add(
                 chunk, ledger.existing_states(conn, program.name, contacts),
