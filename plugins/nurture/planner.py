@@ -382,9 +382,8 @@ def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = 
     read), so the plan sees one snapshot of the audience however long it takes."""
     where, params = narrowed(program, filters)
     order = ", ".join(dict.fromkeys(step.anchor for step in program.steps))
-    source, selected = f"marts.{program.audience} as a", "a.*"
-    if settling is not None:
-        source, where = settling.source, f"({where}) and {settling.live}"
+    order = f"contact_id, {order}, enrollment_id"
+    selected = "*"
     if columns is not None:
         with conn.cursor() as cur:
             cur.execute(f"select * from marts.{program.audience} limit 0")
@@ -392,11 +391,14 @@ def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = 
         check_columns(program, present)
         wanted = set(columns) | required_columns(program)
         # Names were checked as identifiers (the program's) or come from the audience.
-        selected = ", ".join(f'a."{name}"' for name in present if name in wanted)
+        selected = ", ".join(f'"{name}"' for name in present if name in wanted)
+    query = (f"select {selected} from marts.{program.audience} where {where}"
+             f" order by {order}")
+    if settling is not None:  # read already, narrowed and its columns chosen
+        query, params = settling.live_rows(order), []
     with conn.cursor(name=f"audience_{program.name}") as cur:
         cur.itersize = size
-        cur.execute(f"select {selected} from {source} where {where}"
-                    f" order by contact_id, {order}, enrollment_id", params)
+        cur.execute(query, params)
         pending: list[dict[str, Any]] = []
         while rows := cur.fetchmany(size):
             columns = [column.name for column in cur.description]

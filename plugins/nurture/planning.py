@@ -9,6 +9,7 @@ Rows that cannot send are settled in SQL first (nurture.settled): only the other
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from nurture import ledger, planner, policies, settings, settled, warehouse
 from nurture.program import Program
+from nurture.templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +61,15 @@ def plan(program: Program, *, run_id: str, dry_run: bool, filters: Mapping[str, 
         columns = set().union(*check.names.values()) if check else set()
         settling = None
         if in_sql:
-            settling = settled.settling(conn, program, made.chosen, now=now)
-            planner.check_columns(program, settling.types)  # before anything is decided
+            types = settled.column_types(conn, program)
+            planner.check_columns(program, types)  # before anything is decided
             where, params = planner.narrowed(program, filters)
-            made.add_settled(settling.counts(conn, where, params))
+            settling = settled.settle(conn, program, made.chosen, now=now, where=where,
+                                      params=params, types=types,
+                                      columns=columns | planner.required_columns(program))
+            made.add_settled(settling.counts(conn))
             if not dry_run:
-                for entries, upcoming in settling.rows(conn, where, params, size=chunk_rows):
+                for entries, upcoming in settling.rows(conn, size=chunk_rows):
                     decisions += len(entries)
                     written += ledger.record(conn, entries, dag_run_id=run_id)
                     if records_upcoming:
@@ -113,11 +118,10 @@ class RenderCheck:
     MEMORY = 100_000  # outcomes kept
 
     def __init__(self, program: Program) -> None:
-        from nurture.templates import TemplateSet
-
         self.program = program
-        self.templates = TemplateSet(settings.TEMPLATES_DIR, program.name,
+        self.templates = _Unchanging(settings.TEMPLATES_DIR, program.name,
                                      program.default_locale)
+        self.templates.env.auto_reload = False  # not looked at again on each render
         layouts = _names_read(self.templates, settings.TEMPLATES_DIR / "_layouts")
         self.names = {step.name: sorted(layouts | _names_read(
             self.templates, settings.TEMPLATES_DIR / program.name / step.template))
@@ -145,6 +149,19 @@ class RenderCheck:
                 self.outcomes.clear()
             self.outcomes[key] = outcome
         return outcome
+
+
+class _Unchanging(TemplateSet):
+    """Templates whose folders and versions are looked up once: a plan renders thousands
+    of messages from templates that do not change while it runs."""
+
+    @functools.cache  # noqa: B019 (one set per plan, gone with it)
+    def resolve_locale(self, template: str, locale: str) -> str:
+        return super().resolve_locale(template, locale)
+
+    @functools.cache  # noqa: B019
+    def version(self, template: str, locale: str) -> str:
+        return super().version(template, locale)
 
 
 def _names_read(templates, folder) -> set[str]:

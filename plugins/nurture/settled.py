@@ -15,7 +15,7 @@ not boolean, an anchor that is not timestamptz) leaves its step to Python.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,49 +31,48 @@ NOT_DUE = "not_due"
 
 @dataclass
 class Settling:
-    """SQL for one plan: `source` and `live` narrow `planner.audience_chunks` to the live
-    rows; `counts` and `rows` read what the settled rows came to."""
+    """One plan's audience, read once into a temporary table (`table`, dropped when the
+    plan's transaction ends) with each step's settled reason (`plan_class_<i>`, null when
+    Python must decide) and whether the row is settled (`plan_settled`); the columns the
+    plan reads are kept for the live rows only (and those it needs for settled ones)."""
 
     program: Program
     steps: Sequence[Step]
     now: datetime
-    source: str  # the audience joined to this program's ledger, as `a` and `l`
-    classes: list[str]  # per step: its settled reason, null when Python must decide
-    settled: str  # a row's steps are all settled
-    types: Mapping[str, int]  # the audience's columns: name -> type OID
+    table: str
+    columns: list[str]  # the audience's columns the table holds
 
-    @property
-    def live(self) -> str:
-        return f"not ({self.settled})"
+    def live_rows(self, order: str) -> str:
+        """The query of the live rows, in `order`."""
+        listed = ", ".join(f'"{name}"' for name in self.columns)
+        return f"select {listed} from {self.table} where not plan_settled order by {order}"
 
-    def counts(self, conn, where: str, params: list) -> Counter:
-        """(step, reason) -> settled rows, from the settled rows of the narrowed audience."""
-        listed = ", ".join(f"c{i}" for i in range(len(self.classes)))
+    def counts(self, conn) -> Counter:
+        """(step, reason) -> settled rows."""
         counts: Counter = Counter()
-        if not self.classes:
+        if not self.steps:
             return counts
+        listed = ", ".join(f"plan_class_{i}" for i in range(len(self.steps)))
         with conn.cursor() as cur:
-            cur.execute(f"select {listed}, count(*) from (select "
-                        + ", ".join(f"{case} as c{i}" for i, case in enumerate(self.classes))
-                        + f" from {self.source} where ({where}) and {self.settled}) as s"
-                        f" group by {listed}", params)
+            cur.execute(f"select {listed}, count(*) from {self.table} where plan_settled"
+                        f" group by {listed}")
             for *reasons, rows in cur:
                 for step, reason in zip(self.steps, reasons, strict=True):
                     counts[(step.name, reason)] += rows
         return counts
 
-    def rows(self, conn, where: str, params: list, *, size: int
+    def rows(self, conn, *, size: int
              ) -> Iterator[tuple[list[ledger.Entry], list[tuple[str, str, str, datetime]]]]:
         """What a real run records of the settled rows, a chunk at a time: their skips
         (entries), and their marketing messages falling due within a day (upcoming)."""
-        if not self.classes:
+        if not self.steps:
             return
-        anchors = ", ".join(f'a."{step.anchor}"' for step in self.steps)
-        classes = ", ".join(self.classes)
+        classes = ", ".join(f"plan_class_{i}" for i in range(len(self.steps)))
+        anchors = ", ".join(f'"{step.anchor}"' for step in self.steps)
         with conn.cursor(name=f"settled_{self.program.name}") as cur:
             cur.itersize = size
             cur.execute(f"select contact_id, enrollment_id, {classes}, {anchors}"
-                        f" from {self.source} where ({where}) and {self.settled}", params)
+                        f" from {self.table} where plan_settled")
             count = len(self.steps)
             while chunk := cur.fetchmany(size):
                 entries, upcoming = [], []
@@ -93,27 +92,49 @@ class Settling:
                 yield entries, upcoming
 
 
-def settling(conn, program: Program, steps: Sequence[Step], *, now: datetime) -> Settling:
-    """The SQL that settles what it can of `steps` at `now`."""
+def column_types(conn, program: Program) -> dict[str, int]:
+    """The audience's columns: name -> type OID."""
     with conn.cursor() as cur:
         cur.execute(f"select * from marts.{program.audience} limit 0")
-        types = {column.name: column.type_code for column in cur.description}
+        return {column.name: column.type_code for column in cur.description}
 
+
+def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
+           where: str, params: Sequence[Any], columns: Collection[str],
+           types: Mapping[str, int]) -> Settling:
+    """Read the audience narrowed by `where` (`params`) into the plan's table, settling
+    what it can of `steps` at `now`; `columns`: those the plan reads; `types`: the
+    audience's (`column_types`)."""
     def literal(value: Any) -> str:
         with conn.cursor() as cur:
             return cur.mogrify("%s", (value,)).decode()
 
-    source = (
-        f"marts.{program.audience} as a left join (select contact_id, enrollment_id,"
-        " jsonb_object_agg(step, state) as ledger_states,"
-        " bool_or(state in ('planned', 'sending', 'deferred')) as ledger_unfinished"
-        f" from nurture.message_ledger where program = {literal(program.name)}"
-        " group by contact_id, enrollment_id) as l using (contact_id, enrollment_id)")
+    kept = [name for name in types if name in columns]
+    always = {"contact_id", "enrollment_id", *(step.anchor for step in steps)}
     classes = [_case(program, step, now, types, literal) for step in steps]
     settled = " and ".join(["coalesce(not l.ledger_unfinished, true)",
-                            *(f"({case}) is not null" for case in classes)])
-    return Settling(program=program, steps=steps, now=now, source=source, classes=classes,
-                    settled=settled, types=types)
+                            *(f"k.plan_class_{i} is not null" for i in range(len(steps)))])
+    table = f"plan_{program.name}"
+    # The laterals (not pulled up: offset 0) work out each case once per row.
+    with conn.cursor() as cur:
+        cur.execute(
+            f"create temporary table {table} on commit drop as select "
+            + ", ".join([*(f'a."{name}"' if name in always else
+                           f'case when s.plan_settled then null else a."{name}" end as "{name}"'
+                           for name in kept), "k.*", "s.plan_settled"])
+            + f" from marts.{program.audience} as a"
+            " left join (select contact_id, enrollment_id,"
+            " jsonb_object_agg(step, state) as ledger_states,"
+            " bool_or(state in ('planned', 'sending', 'deferred')) as ledger_unfinished"
+            f" from nurture.message_ledger where program = {literal(program.name)}"
+            " group by contact_id, enrollment_id) as l using (contact_id, enrollment_id)"
+            " cross join lateral (select "
+            + ", ".join([*(f"{case} as plan_class_{i}" for i, case in enumerate(classes)),
+                         "true as plan_any"])
+            + " offset 0) as k"
+            f" cross join lateral (select {settled} as plan_settled offset 0) as s"
+            f" where {where}", params)
+    return Settling(program=program, steps=steps, now=now, table=table, columns=kept)
 
 
 def _case(program: Program, step: Step, now: datetime, types: Mapping[str, int],
