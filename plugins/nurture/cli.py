@@ -482,13 +482,15 @@ def cmd_bench(args) -> int:
 
     if args.contacts < 1:
         raise NurtureError("--contacts must be at least 1")
-    if args.plan_only:
-        print(json.dumps(measure.plan_only(), indent=2))
-        return 0
     size = Size(args.contacts, args.events if args.events is not None else 20 * args.contacts,
                 args.seed)
     log_file = settings.STATE_DIR / "logs" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if args.plan_only:
+        with open(os.dup(2), "w") as terminal, _output_to(log_file):
+            report = measure.plan_only(say=lambda line: print(line, file=terminal, flush=True))
+        print(json.dumps(report, indent=2))
+        return 0
     # Airflow, dbt and GX log to stdout: into the log file, so stdout holds only the report;
     # progress and stage names still reach the terminal.
     with (open(os.dup(2), "w") as terminal, _output_to(log_file),
