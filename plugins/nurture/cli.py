@@ -126,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: 20 per contact)")
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--plan-only", action="store_true", help="only time each program's "
+                       "dry-run plan, on the warehouse an earlier bench left")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -484,6 +486,11 @@ def cmd_bench(args) -> int:
                 args.seed)
     log_file = settings.STATE_DIR / "logs" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if args.plan_only:
+        with open(os.dup(2), "w") as terminal, _output_to(log_file):
+            report = measure.plan_only(say=lambda line: print(line, file=terminal, flush=True))
+        print(json.dumps(report, indent=2))
+        return 0
     # Airflow, dbt and GX log to stdout: into the log file, so stdout holds only the report;
     # progress and stage names still reach the terminal.
     with (open(os.dup(2), "w") as terminal, _output_to(log_file),

@@ -18,6 +18,7 @@ from nurture import addresses, ledger
 from nurture.exceptions import ProgramDefinitionError
 from nurture.policies import LOOKAHEAD, FrequencyCap, in_holdout
 from nurture.program import Program, Step
+from nurture.settled import Settling
 
 SEND, SKIP, WAIT = "send", "skip", "wait"
 UNFINISHED = ("planned", "sending")
@@ -214,6 +215,11 @@ class Planner:
                 ))
         return decided
 
+    def add_settled(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Count what SQL settled ((step, reason) -> pairs: see nurture.settled)."""
+        for (step_name, reason), pairs in counts.items():
+            self.plan.counts[step_name][reason] += pairs
+
     def finish(self) -> Plan:
         """The plan, with its batches, once every chunk has been added."""
         self.plan.batches = {channel: list(range(-(-count // self.batch_size)))
@@ -362,7 +368,7 @@ def read_audience(conn, program: Program,
 
 def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = None, *,
                     size: int = CHUNK_ROWS, columns: Collection[str] | None = None,
-                    ) -> Iterator[list[dict[str, Any]]]:
+                    settling: Settling | None = None) -> Iterator[list[dict[str, Any]]]:
     """The audience, narrowed to `filters` (column -> value, columns from program.filters),
     in chunks of about `size` rows read through a server-side cursor, each contact's rows
     in the order they fell due and all in one chunk.
@@ -370,10 +376,13 @@ def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = 
     `columns`: only these of the audience's columns (and those the program needs: a
     program whose audience lacks one fails here, before anything is decided); all if None.
 
+    `settling`: only the rows it cannot settle in SQL (see nurture.settled).
+
     Runs in the caller's transaction (the cursor lives until it ends or the chunks are
     read), so the plan sees one snapshot of the audience however long it takes."""
-    where, params = _narrowed(program, filters)
+    where, params = narrowed(program, filters)
     order = ", ".join(dict.fromkeys(step.anchor for step in program.steps))
+    order = f"contact_id, {order}, enrollment_id"
     selected = "*"
     if columns is not None:
         with conn.cursor() as cur:
@@ -383,10 +392,13 @@ def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = 
         wanted = set(columns) | required_columns(program)
         # Names were checked as identifiers (the program's) or come from the audience.
         selected = ", ".join(f'"{name}"' for name in present if name in wanted)
+    query = (f"select {selected} from marts.{program.audience} where {where}"
+             f" order by {order}")
+    if settling is not None:  # read already, narrowed and its columns chosen
+        query, params = settling.live_rows(order), []
     with conn.cursor(name=f"audience_{program.name}") as cur:
         cur.itersize = size
-        cur.execute(f"select {selected} from marts.{program.audience} where {where}"
-                    f" order by contact_id, {order}, enrollment_id", params)
+        cur.execute(query, params)
         pending: list[dict[str, Any]] = []
         while rows := cur.fetchmany(size):
             columns = [column.name for column in cur.description]
@@ -405,14 +417,14 @@ def audience_chunks(conn, program: Program, filters: Mapping[str, Any] | None = 
 def audience_keys(conn, program: Program, filters: Mapping[str, Any] | None,
                   contacts: Collection[str]) -> set[tuple[str, str]]:
     """(contact_id, enrollment_id) of the narrowed audience's rows for `contacts`."""
-    where, params = _narrowed(program, filters)
+    where, params = narrowed(program, filters)
     with conn.cursor() as cur:
         cur.execute(f"select contact_id, enrollment_id from marts.{program.audience}"
                     f" where {where} and contact_id = any(%s)", [*params, list(contacts)])
         return set(cur.fetchall())
 
 
-def _narrowed(program: Program, filters: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+def narrowed(program: Program, filters: Mapping[str, Any] | None) -> tuple[str, list[str]]:
     """A where clause (and its values) narrowing the audience to `filters`: column ->
     value, columns from program.filters; empty values are ignored."""
     filters = {column: value for column, value in (filters or {}).items()

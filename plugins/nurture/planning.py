@@ -4,26 +4,33 @@ the task's memory stays flat however large the audience.
 
 What a chunk needs from the ledger (decisions already made, the once_per rule, the
 frequency cap) is looked up for its contacts only; every row of a contact is in one chunk.
+Rows that cannot send are settled in SQL first (nurture.settled): only the others stream.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from nurture import ledger, planner, policies, settings, warehouse
+from nurture import ledger, planner, policies, settings, settled, warehouse
 from nurture.program import Program
+from nurture.templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
 
 def plan(program: Program, *, run_id: str, dry_run: bool, filters: Mapping[str, Any],
          frequency_cap: int, steps: Sequence[str], send_limit: int | None,
-         batch_size: int, chunk_rows: int = planner.CHUNK_ROWS) -> planner.Plan:
+         batch_size: int, chunk_rows: int = planner.CHUNK_ROWS,
+         in_sql: bool = True) -> planner.Plan:
     """Decide every (contact, step) pair and record the decisions unless this is a dry
-    run (see `nurture.tasks.plan`). Returns the plan's counts and batches."""
+    run (see `nurture.tasks.plan`). Returns the plan's counts and batches.
+
+    `in_sql`: settle in SQL what needs no Python (nurture.settled); False decides every
+    row in Python (the same decisions, slower: to compare the two)."""
     with warehouse.connect() as conn:
         ledger.lock_program(conn, program.name)  # held until commit: one planner at a time
         now = datetime.now(UTC)
@@ -52,8 +59,23 @@ def plan(program: Program, *, run_id: str, dry_run: bool, filters: Mapping[str, 
         # What the planner reads, and in a dry run what the templates do: the dispatcher
         # reads whole rows when it sends.
         columns = set().union(*check.names.values()) if check else set()
+        settling = None
+        if in_sql:
+            types = settled.column_types(conn, program)
+            planner.check_columns(program, types)  # before anything is decided
+            where, params = planner.narrowed(program, filters)
+            settling = settled.settle(conn, program, made.chosen, now=now, where=where,
+                                      params=params, types=types,
+                                      columns=columns | planner.required_columns(program))
+            made.add_settled(settling.counts(conn))
+            if not dry_run:
+                for entries, upcoming in settling.rows(conn, size=chunk_rows):
+                    decisions += len(entries)
+                    written += ledger.record(conn, entries, dag_run_id=run_id)
+                    if records_upcoming:
+                        policies.record_upcoming(conn, program, upcoming, replace=False)
         for chunk in planner.audience_chunks(conn, program, filters, size=chunk_rows,
-                                             columns=columns):
+                                             columns=columns, settling=settling):
             contacts = {row["contact_id"] for row in chunk}
             decided = made.add(
                 chunk, ledger.existing_states(conn, program.name, contacts),
@@ -96,11 +118,10 @@ class RenderCheck:
     MEMORY = 100_000  # outcomes kept
 
     def __init__(self, program: Program) -> None:
-        from nurture.templates import TemplateSet
-
         self.program = program
-        self.templates = TemplateSet(settings.TEMPLATES_DIR, program.name,
+        self.templates = _Unchanging(settings.TEMPLATES_DIR, program.name,
                                      program.default_locale)
+        self.templates.env.auto_reload = False  # not looked at again on each render
         layouts = _names_read(self.templates, settings.TEMPLATES_DIR / "_layouts")
         self.names = {step.name: sorted(layouts | _names_read(
             self.templates, settings.TEMPLATES_DIR / program.name / step.template))
@@ -128,6 +149,19 @@ class RenderCheck:
                 self.outcomes.clear()
             self.outcomes[key] = outcome
         return outcome
+
+
+class _Unchanging(TemplateSet):
+    """Templates whose folders and versions are looked up once: a plan renders thousands
+    of messages from templates that do not change while it runs."""
+
+    @functools.cache  # noqa: B019 (one set per plan, gone with it)
+    def resolve_locale(self, template: str, locale: str) -> str:
+        return super().resolve_locale(template, locale)
+
+    @functools.cache  # noqa: B019
+    def version(self, template: str, locale: str) -> str:
+        return super().version(template, locale)
 
 
 def _names_read(templates, folder) -> set[str]:

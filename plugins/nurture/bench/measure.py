@@ -92,6 +92,24 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
     return report
 
 
+def plan_only(say: Callable[[str], None] = print) -> dict:
+    """Each program's dry-run plan on the bench warehouse an earlier `nurture bench` left
+    (`.nurture/bench/`), nothing loaded or built: to time planner changes quickly."""
+    from nurture import catalog
+
+    server = warehouse.EmbeddedWarehouse(settings.STATE_DIR / "bench" / "warehouse")
+    warehouse.export_env(server.start())
+    report: dict = {"machine": _machine(), "plan": {}}
+    try:
+        for name, program in catalog.programs().items():
+            report["plan"][name] = _in_child(_plan, program, memory_limit=PLAN_MEMORY_LIMIT)
+            report["plan"][name]["load_average"] = os.getloadavg()[0]
+            say(f"  plan {name}: {report['plan'][name]}")
+    finally:
+        server.stop()
+    return report
+
+
 def _dbt(*args: str) -> None:
     result = subprocess.run([sys.executable, "-m", "nurture.cli", "dbt", *args, "--quiet"],
                             capture_output=True, text=True)

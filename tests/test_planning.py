@@ -1,0 +1,143 @@
+"""The plan task settles in SQL the rows that cannot send (nurture.settled) and decides the
+rest in Python: it must come to exactly what deciding every row in Python comes to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nurture import ledger, planner, planning, settled, warehouse
+from nurture.program import Program, Sender, SendWindow, email, sms
+
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+PROGRAM = Program(
+    name="planning_test", audience="planning_test_audience", goal="is_done", holdout=0.2,
+    once_per=3 * DAY, priority=40,
+    steps=(
+        email("welcome", after=timedelta(0), expires_after=DAY),
+        email("offer", after=2 * DAY, condition="is_eligible", expires_after=2 * DAY),
+        sms("nudge", after=3 * DAY, expires_after=DAY, kind="transactional"),
+        email("reminder", before=DAY, anchor="event_at", condition="is_eligible",
+              expires_after=12 * HOUR),
+        email("alert", after=HOUR, to="owner_email", condition="is_eligible"),
+        # A condition SQL would read differently from Python: left to Python.
+        email("odd", after=timedelta(0), condition="score", expires_after=DAY),
+    ),
+    send_window=SendWindow(channels=()),  # any hour: the two plans must not straddle an edge
+    sender=Sender("hello@nurture.example", "Nurture"),
+)
+CONTACTS = 400
+EARLIER = datetime(2020, 1, 1, tzinfo=UTC)  # when the earlier runs decided
+
+
+@pytest.fixture
+def audience(warehouse_url):
+    """Contacts at every stage of every step, some with decisions already recorded."""
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        ledger.ensure_schema(conn)
+        cur.execute("create schema if not exists marts")
+        cur.execute(f"drop table if exists marts.{PROGRAM.audience}")
+        # Times are whole minutes from now: the two plans, seconds apart, see the same.
+        cur.execute(f"""
+            create table marts.{PROGRAM.audience} as
+            select 'C' || (n / 2) as contact_id, 'E' || n as enrollment_id,
+                   date_trunc('minute', now()) - (n % 97) * interval '97 minutes'
+                       as enrolled_at,
+                   case when n % 11 = 0 then null
+                        else date_trunc('minute', now()) + (n % 41 - 20) * interval '2 hours'
+                   end as event_at,
+                   case when n % 23 = 0 then 'not an address'
+                        else 'c' || n || '@example.com' end as email,
+                   '+35840123' || lpad(n::text, 4, '0') as phone,
+                   case when n % 17 = 0 then null else 'x' || n || '@example.com' end
+                       as owner_email,
+                   'Europe/Helsinki' as time_zone, 'en' as locale,
+                   n % 13 <> 0 as has_email_consent, n % 5 <> 0 as has_sms_consent,
+                   case when n % 19 = 0 then null else n % 7 = 0 end as is_done,
+                   case when n % 29 = 0 then null else n % 3 <> 0 end as is_eligible,
+                   n % 4 as score
+              from generate_series(1, {CONTACTS}) as n""")
+    yield
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"drop table marts.{PROGRAM.audience}")
+        cur.execute("delete from nurture.message_ledger where program = %s", (PROGRAM.name,))
+        cur.execute("delete from nurture.upcoming_messages where program = %s",
+                    (PROGRAM.name,))
+
+
+def earlier_decisions() -> None:
+    """The ledger as earlier runs left it: final decisions, and rows left unfinished."""
+    states = ("sent", "skipped", "planned", "deferred", "failed", "sending", "unknown")
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from nurture.message_ledger where program = %s", (PROGRAM.name,))
+        cur.execute("delete from nurture.upcoming_messages where program = %s",
+                    (PROGRAM.name,))
+        for n in range(1, CONTACTS + 1, 3):
+            step = PROGRAM.steps[n % len(PROGRAM.steps)]
+            state = states[n % len(states)]
+            cur.execute(
+                "insert into nurture.message_ledger (program, step, contact_id, enrollment_id,"
+                " channel, state, reason, due_at, dag_run_id, planned_at, sent_at, updated_at)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, 'earlier', now() - interval '2 days',"
+                " case when %s = 'sent' then now() - interval '1 day' end,"
+                " now() - interval '2 hours')",
+                (PROGRAM.name, step.name, f"C{n // 2}", f"E{n}", step.channel, state,
+                 "no_consent" if state == "skipped" else None, EARLIER, state))
+
+
+def plan(*, dry_run: bool, in_sql: bool, **options) -> dict:
+    """A plan from the earlier decisions: its counts and batches, and what it recorded."""
+    earlier_decisions()
+    made = planning.plan(PROGRAM, run_id="planning", dry_run=dry_run, filters={},
+                         frequency_cap=2, steps=options.pop("steps", ()),
+                         send_limit=options.pop("send_limit", None), batch_size=7,
+                         chunk_rows=9, in_sql=in_sql)
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("select step, contact_id, enrollment_id, channel, state, reason, recipient,"
+                    " locale, due_at, batch_no, dag_run_id, is_marketing"
+                    " from nurture.message_ledger where program = %s order by 1, 2, 3",
+                    (PROGRAM.name,))
+        recorded = cur.fetchall()
+        cur.execute("select step, contact_id, enrollment_id, due_at from"
+                    " nurture.upcoming_messages where program = %s order by 1, 2, 3",
+                    (PROGRAM.name,))
+        upcoming = cur.fetchall()
+    return {"counts": {step: dict(counts) for step, counts in made.counts.items()},
+            "batches": made.batches, "recorded": recorded, "upcoming": upcoming}
+
+
+@pytest.mark.parametrize("options", [{}, {"send_limit": 5}, {"steps": ("offer", "odd")}])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_settling_in_sql_decides_exactly_as_deciding_every_row_in_python(
+        audience, dry_run, options):
+    in_python = plan(dry_run=dry_run, in_sql=False, **dict(options))
+    in_sql = plan(dry_run=dry_run, in_sql=True, **dict(options))
+    assert in_sql == in_python
+    assert sum(in_sql["counts"]["offer"].values()) > 0  # the case decides something
+    if not dry_run and not options:  # settled rows' skips and upcoming messages recorded
+        assert in_sql["upcoming"]
+        assert any(row[4:6] == ("skipped", "expired") for row in in_sql["recorded"])
+
+
+def test_sql_settles_each_reason_it_knows_and_leaves_the_rest_to_python(audience):
+    earlier_decisions()
+    now = datetime.now(UTC)
+    with warehouse.connect() as conn:
+        types = settled.column_types(conn, PROGRAM)
+        settling = settled.settle(conn, PROGRAM, PROGRAM.steps, now=now, where="true",
+                                  params=[], types=types,
+                                  columns=planner.required_columns(PROGRAM))
+        counts = settling.counts(conn)
+        with conn.cursor() as cur:
+            cur.execute(f"select count(*) filter (where plan_settled), count(*)"
+                        f" from {settling.table}")
+            settled_rows, rows = cur.fetchone()
+        conn.rollback()
+    reasons = {reason for _, reason in counts}
+    assert {"not_due", "goal_reached", "expired", "condition_not_met",
+            "condition_not_yet_met", "already_sent"} <= reasons
+    # A condition that is not boolean: nothing past the goal is settled in SQL.
+    assert {reason for step, reason in counts if step == "odd"
+            if not reason.startswith("already_")} == {"goal_reached"}
+    assert 0 < settled_rows < rows
