@@ -132,6 +132,7 @@ def ensure_schema(conn) -> None:
     arrives)."""
     from nurture.links import DDL as SHORT_LINKS_DDL
     from nurture.policies import DDL as POLICIES_DDL
+    from nurture.send_rate import DDL as SEND_RATE_DDL
     from nurture.test_sends import DDL as TEST_SENDS_DDL
     from nurture.webhooks.storage import DDL as RAW_EVENTS_DDL
     from nurture.webinars import DDL as WEBINAR_SEATS_DDL
@@ -139,6 +140,7 @@ def ensure_schema(conn) -> None:
     with conn.cursor() as cur:
         cur.execute(SCHEMA_DDL)
         cur.execute(POLICIES_DDL)
+        cur.execute(SEND_RATE_DDL)
         cur.execute(WEBINAR_SEATS_DDL)
         cur.execute(SHORT_LINKS_DDL)
         cur.execute(RAW_EVENTS_DDL)

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from nurture import (
@@ -109,6 +110,7 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
     from airflow.sdk import Variable
 
     from nurture.providers import SendGridHook, TwilioHook
+    from nurture.send_rate import SharedRateLimiter
 
     public_url = settings.public_url()
     if public_url is None:
@@ -118,7 +120,8 @@ def send(program: Program, *, run_id: str, channel: str, batch_no: int) -> dict:
         program=program,
         templates=TemplateSet(settings.TEMPLATES_DIR, program.name, program.default_locale),
         email=SendGridHook(),
-        sms=TwilioHook(),
+        # A sender's SMS rate holds across send tasks and workers: slots in the warehouse.
+        sms=TwilioHook(shared_limiter=partial(SharedRateLimiter, warehouse.resolve_url())),
         public_url=public_url,
         # With a public URL, an email without its unsubscribe link, or a survey without
         # its link, must not go out: a missing key fails the task (ConfigurationError)

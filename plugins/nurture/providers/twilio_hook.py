@@ -11,14 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 from airflow.sdk import BaseHook
 
 from nurture.exceptions import ConfigurationError, ProviderError
 from nurture.providers.pushback import SendRateLimiter, backoff_seconds
 from nurture.redact import redact
+
+
+class RateLimiter(Protocol):
+    def acquire(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,12 @@ class TwilioHook(BaseHook):
 
     def __init__(self, *, twilio_conn_id: str = default_conn_name, timeout: float = 30,
                  attempts_when_limited: int = 6, backoff_base_s: float = 0.2,
-                 backoff_cap_s: float = 5) -> None:
+                 backoff_cap_s: float = 5,
+                 shared_limiter: Callable[[str, float], RateLimiter] | None = None) -> None:
         """`attempts_when_limited`: tries of one SMS while Twilio answers 429, waiting about
-        `backoff_base_s`, then twice as long each time (at most `backoff_cap_s`)."""
+        `backoff_base_s`, then twice as long each time (at most `backoff_cap_s`).
+        `shared_limiter(sender, per_second)`: a limiter that holds the sender's rate across
+        processes (`nurture.send_rate`); without it, this hook's threads keep it together."""
         super().__init__()
         self.twilio_conn_id = twilio_conn_id
         self.timeout = timeout
@@ -51,6 +60,7 @@ class TwilioHook(BaseHook):
         self.backoff_cap_s = backoff_cap_s
         self._local = threading.local()
         self._limiter_lock = threading.Lock()
+        self.shared_limiter = shared_limiter
 
     @cached_property
     def _settings(self) -> dict:
@@ -73,11 +83,16 @@ class TwilioHook(BaseHook):
         return {"sid": conn.login, "token": conn.password, "host": host, "rate": rate, **sender}
 
     @cached_property
-    def _limiter(self) -> SendRateLimiter | None:
+    def _limiter(self) -> RateLimiter | None:
         """One limiter for every thread: the sender's rate holds for them together."""
         with self._limiter_lock:
-            rate = self._settings["rate"]
-            return SendRateLimiter(rate) if rate else None
+            settings = self._settings
+            if not settings["rate"]:
+                return None
+            if self.shared_limiter is None:
+                return SendRateLimiter(settings["rate"])
+            sender = settings.get("messaging_service_sid") or settings["from_number"]
+            return self.shared_limiter(f"twilio:{settings['sid']}:{sender}", settings["rate"])
 
     def check(self) -> None:
         """Resolve the connection now: fail the task before a batch is claimed."""

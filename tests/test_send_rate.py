@@ -1,0 +1,103 @@
+"""A sender's SMS rate held across send tasks: slots reserved in the warehouse.
+
+Two send tasks of one sender (here two hooks, each with its own threads and its own
+connection, as two worker processes would have) together stay under the sender's rate; a
+rate measured per task would let them send twice as fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import datetime
+from functools import partial
+
+import pytest
+
+from nurture import ledger, warehouse
+from nurture.bench.dispatch import max_in_window
+from nurture.providers import SmsMessage, TwilioHook
+from nurture.send_rate import SharedRateLimiter
+
+
+@pytest.fixture
+def url(warehouse_url):
+    with warehouse.connect(warehouse_url) as conn:
+        ledger.ensure_schema(conn)
+        with conn.cursor() as cur:
+            cur.execute("delete from nurture.send_rate_slots")
+        conn.commit()
+    return warehouse_url
+
+
+def test_two_tasks_of_one_sender_share_its_rate(url):
+    tasks = [SharedRateLimiter(url, "twilio:AC1:MG1", 20) for _ in range(2)]
+    times, lock = [], threading.Lock()
+
+    def sends(limiter: SharedRateLimiter) -> None:
+        for _ in range(10):
+            limiter.acquire()
+            with lock:
+                times.append(time.monotonic())
+
+    threads = [threading.Thread(target=sends, args=(task,)) for task in tasks for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    times.sort()
+    assert len(times) == 60
+    assert max_in_window(times, 1.0) <= 20
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 15 <= rate <= 20, f"{rate:.2f} a second for a limit of 20"
+
+
+def test_each_sender_has_its_own_slots(url):
+    times: dict[str, list[float]] = {"MG1": [], "MG2": []}
+
+    def sends(sender: str) -> None:
+        limiter = SharedRateLimiter(url, f"twilio:AC1:{sender}", 10)
+        for _ in range(12):
+            limiter.acquire()
+            times[sender].append(time.monotonic())
+
+    threads = [threading.Thread(target=sends, args=(sender,)) for sender in times]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    together = sorted(times["MG1"] + times["MG2"])
+    assert all(max_in_window(sorted(t), 1.0) <= 10 for t in times.values())
+    assert max_in_window(together, 1.0) > 10  # neither waited for the other's slots
+
+
+def test_sms_from_two_send_tasks_reach_twilio_at_the_senders_rate(url, emulator_apart,
+                                                                   monkeypatch):
+    _, outbox = emulator_apart
+    variable = "AIRFLOW_CONN_TWILIO_DEFAULT"
+    twilio = json.loads(os.environ[variable])
+    twilio["extra"] = {**(twilio.get("extra") or {}), "messages_per_second": 8}
+    monkeypatch.setenv(variable, json.dumps(twilio))
+    hooks = [TwilioHook(shared_limiter=partial(SharedRateLimiter, url)) for _ in range(2)]
+    numbers = iter(range(10_000))
+    lock = threading.Lock()
+
+    def sends(hook: TwilioHook) -> None:
+        for _ in range(6):
+            with lock:
+                to = f"+1415555{next(numbers):04d}"
+            hook.send(SmsMessage(to=to, body="Your account is ready."))
+
+    threads = [threading.Thread(target=sends, args=(hook,)) for hook in hooks for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    arrivals = sorted(datetime.fromisoformat(m["received_at"]).timestamp()
+                      for m in outbox.messages())
+    assert len(arrivals) == 24
+    assert max_in_window(arrivals, 1.0) <= 8
