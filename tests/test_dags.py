@@ -16,7 +16,7 @@ AUDIENCE_MODELS = {
     "stg_crm__contacts", "stg_crm__consents", "stg_crm__users", "stg_app__signups",
     "stg_app__events",
     "int_contacts_deduplicated", "int_consents_pivoted_to_contacts",
-    "int_onboarding_enrollments", "contacts", "onboarding_audience",
+    "int_onboarding_enrollments", "int_contact_activations", "contacts", "onboarding_audience",
     # consent comes from every source, provider events and unsubscribe links included
     "int_consent_events", "stg_sendgrid__events", "stg_twilio__inbound_messages",
     "stg_nurture__unsubscribe_requests", "stg_nurture__message_ledger",
