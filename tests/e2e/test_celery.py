@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from datetime import datetime
 
+import httpx
 import pytest
 
 from nurture import seed, settings, warehouse
@@ -29,6 +30,10 @@ COPIES = 9  # of each new sign-up: about 650 emails, three batches
 BATCH_SIZE = 300  # messages per send task (variable nurture_batch_size; 5,000 by default)
 WORKERS = 2
 STARTUP_S, RUN_S = 240, 420
+# Each provider request takes this long: a send task lasts seconds, so while one worker is
+# busy with a batch the next goes to the other (unslowed, a batch of many emails a request
+# is done in a second, and one worker can take every batch in turn).
+LATENCY_S = 2.0
 # The test process's own Airflow settings (SQLite, LocalExecutor): not the cluster's.
 NOT_INHERITED = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTOR",
                  "AIRFLOW__CORE__FERNET_KEY")
@@ -68,7 +73,7 @@ def cluster(grown_demo, state_dir):
     base URL and a token."""
     (state_dir / "outbox.sqlite").unlink(missing_ok=True)
     home = state_dir / "airflow-celery"
-    port = free_port()
+    port, emulator_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
     env.update(AIRFLOW_HOME=str(home), PYTHONUNBUFFERED="1",
                AIRFLOW_VAR_NURTURE_BATCH_SIZE=str(BATCH_SIZE),
@@ -77,7 +82,7 @@ def cluster(grown_demo, state_dir):
     process = subprocess.Popen(
         [sys.executable, "-m", "nurture.cli", "airflow", "--executor", "celery", "--workers",
          str(WORKERS), "--worker-concurrency", "1", "--port", str(port), "--emulator-port",
-         str(free_port())],
+         str(emulator_port)],
         stdout=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -86,6 +91,8 @@ def cluster(grown_demo, state_dir):
         wait_for(lambda: all(part["status"] == "healthy" for part in
                              call(f"{base}/api/v2/monitor/health").values()),
                  STARTUP_S, "the scheduler, DAG processor and triggerer to be healthy")
+        wait_for(lambda: slow_down(f"http://127.0.0.1:{emulator_port}"), STARTUP_S,
+                 "the emulator to take a latency")
         password = banner.split("log in as admin / ", 1)[1].split(" ", 1)[0]
         token = call(f"{base}/auth/token", method="POST",
                      body={"username": "admin", "password": password})["access_token"]
@@ -135,6 +142,14 @@ def test_the_emulator_received_each_message_exactly_once(sent_run):
                        for m in outbox)
     assert [key for key, times in received.items() if times > 1] == []
     assert len(outbox) == len(sent) and set(received) == set(sent.values())
+
+
+def slow_down(emulator: str) -> bool:
+    try:
+        return httpx.post(f"{emulator}/_emulator/faults", json={"latency_s": LATENCY_S},
+                          timeout=5).is_success
+    except httpx.HTTPError:  # not up yet
+        return False
 
 
 def overlapping(instances: list[dict]) -> int:
