@@ -12,8 +12,6 @@ each test removes its own ledger rows and the table.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections import Counter
@@ -28,6 +26,7 @@ from psycopg2.extras import RealDictCursor, execute_values
 
 from nurture import ledger
 from nurture.airflow_env import connection_env as airflow_connection_env
+from nurture.airflow_env import connection_env_with_extra
 from nurture.dispatcher import Dispatch, dispatch_batch
 from nurture.exceptions import ConfigurationError, ProviderUnavailable
 from nurture.program import Program, Sender, email, sms
@@ -207,10 +206,8 @@ def make_job(templates: Path, *, program: Program = PROGRAM, concurrency: int = 
 
 def with_extra(monkeypatch, conn_id: str, **extra) -> None:
     """This test's connection `conn_id` (from the environment) with `extra` added."""
-    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
-    conn = json.loads(os.environ[variable])
-    conn["extra"] = {**(conn.get("extra") or {}), **extra}
-    monkeypatch.setenv(variable, json.dumps(conn))
+    for key, value in connection_env_with_extra(conn_id, **extra).items():
+        monkeypatch.setenv(key, value)
 
 
 def dispatch(conn, job: Dispatch, run_id: str, channel: str, batch_no: int = 0) -> dict:

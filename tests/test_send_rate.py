@@ -6,8 +6,6 @@ rate measured per task would let them send twice as fast."""
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from datetime import datetime
@@ -16,6 +14,7 @@ from functools import partial
 import pytest
 
 from nurture import ledger, warehouse
+from nurture.airflow_env import connection_env_with_extra
 from nurture.bench.dispatch import max_in_window
 from nurture.providers import SmsMessage, TwilioHook
 from nurture.send_rate import SharedRateLimiter
@@ -77,10 +76,8 @@ def test_each_sender_has_its_own_slots(url):
 def test_sms_from_two_send_tasks_reach_twilio_at_the_senders_rate(url, emulator_apart,
                                                                    monkeypatch):
     _, outbox = emulator_apart
-    variable = "AIRFLOW_CONN_TWILIO_DEFAULT"
-    twilio = json.loads(os.environ[variable])
-    twilio["extra"] = {**(twilio.get("extra") or {}), "messages_per_second": 8}
-    monkeypatch.setenv(variable, json.dumps(twilio))
+    for key, value in connection_env_with_extra("twilio_default", messages_per_second=8).items():
+        monkeypatch.setenv(key, value)
     hooks = [TwilioHook(shared_limiter=partial(SharedRateLimiter, url)) for _ in range(2)]
     numbers = iter(range(10_000))
     lock = threading.Lock()

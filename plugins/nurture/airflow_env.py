@@ -119,3 +119,11 @@ def load_settings(path: Path = settings.AIRFLOW_SETTINGS_FILE) -> dict[str, int]
 def connection_env(conn_id: str, **fields) -> dict[str, str]:
     """An AIRFLOW_CONN_* variable, which takes precedence over the metadata database."""
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields)}
+
+
+def connection_env_with_extra(conn_id: str, **extra) -> dict[str, str]:
+    """The AIRFLOW_CONN_* variable of `conn_id` now in the environment, `extra` added."""
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    fields = json.loads(os.environ[variable])
+    return connection_env(conn_id, **{**fields, "extra": {**(fields.get("extra") or {}),
+                                                           **extra}})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -235,10 +234,10 @@ def emails_per_request(n: int) -> Iterator[None]:
     """SendGrid requests carry at most `n` emails (the connection's extra), for this block
     and the workers it starts: a scenario that counts requests decides how many emails each
     of them holds."""
-    variable = "AIRFLOW_CONN_SENDGRID_DEFAULT"
-    conn = json.loads(os.environ[variable])
-    conn["extra"] = {**(conn.get("extra") or {}), "personalizations_per_request": n}
-    with mock.patch.dict(os.environ, {variable: json.dumps(conn)}):
+    from nurture.airflow_env import connection_env_with_extra
+
+    with mock.patch.dict(os.environ, connection_env_with_extra(
+            "sendgrid_default", personalizations_per_request=n)):
         yield
 
 

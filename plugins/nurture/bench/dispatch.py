@@ -119,7 +119,7 @@ def consent_read_seconds(conn, contacts: int) -> float | None:
     a send task at the DAG's concurrency reads it; None without dbt's models."""
     from nurture.dispatcher import Dispatch
 
-    view = Dispatch.__dataclass_fields__["live_consent"].default
+    view = Dispatch.live_consent  # the default a send task reads
     with conn.cursor() as cur:
         cur.execute("select to_regclass(%s), to_regclass('marts.contacts')", (view,))
         if None in cur.fetchone():
