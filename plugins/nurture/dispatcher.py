@@ -9,6 +9,7 @@ never the batch's.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,8 @@ class ProviderHook(Protocol):
 
     def send(self, message) -> str: ...
 
+
+log = logging.getLogger(__name__)
 
 CLAIM_FACTOR = 4  # rows claimed at once per thread: few in flight if the worker dies
 
@@ -190,6 +193,7 @@ def deliver_many(job: Dispatch, items: list[tuple[Mapping[str, Any], Mapping[str
         try:
             results = hook.send_many([item.message for item in ready])
         except Exception as err:  # a bug: every message of the request may have gone out
+            log.exception("sending %d emails in one request failed", len(ready))
             results = [err] * len(ready)
     else:
         results = [_send_one(hook, item.message) for item in ready]

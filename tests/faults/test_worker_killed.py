@@ -39,8 +39,11 @@ def test_a_worker_killed_mid_batch(scenario):
     with scenario.providers() as providers, harness.emails_per_request(PER_REQUEST):
         providers.gate.hold_after(LET_THROUGH, paths=("/v3/mail/send",))
         worker = scenario.start_worker("killed")
-        harness.wait_until(lambda: providers.gate.held > 0, timeout=900, process=worker,
-                           what="email held at the gate")
+        try:
+            harness.wait_until(lambda: providers.gate.held > 0, timeout=900, process=worker,
+                               what="email held at the gate")
+        except AssertionError as ended:  # say why nothing was held: the worker's outcomes
+            raise AssertionError(f"{ended}; the ledger's reasons: {reasons()}") from None
         time.sleep(1)  # the batch's other threads reach the gate too
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
@@ -70,3 +73,10 @@ def ledger_ids(state: str) -> set[str]:
         cur.execute("select ledger_id::text from nurture.message_ledger"
                     " where program = 'onboarding' and state = %s", (state,))
         return {ledger_id for (ledger_id,) in cur}
+
+
+def reasons() -> dict[str, int]:
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("select state || ': ' || coalesce(reason, ''), count(*)"
+                    " from nurture.message_ledger where program = 'onboarding' group by 1")
+        return dict(cur.fetchall())
