@@ -213,3 +213,20 @@ def test_a_view_is_guarded_on_a_snapshot_read_once_and_dropped(warehouse_url):
     with connect(warehouse_url) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from pg_tables where tablename like 'guard_snapshot_%'")
         assert cur.fetchone() == (0,)
+
+
+def test_a_view_snapshot_keeps_only_the_columns_the_suite_checks():
+    """GX's uniqueness check carries every column of the table through its join: the
+    snapshot keeps what the expectations name, unless one looks at the table as a whole."""
+    from nurture.guard import _checked_columns
+
+    suite = json.loads(SUITE.read_text())
+    assert _checked_columns(suite) == ["contact_id", "email", "phone", "has_email_consent",
+                                       "has_sms_consent", "is_activated", "source_loaded_at"]
+    column_set = {"type": "expect_table_columns_to_match_set",
+                  "kwargs": {"column_set": ["contact_id"]}}
+    conditional = {"type": "expect_column_values_to_not_be_null",
+                   "kwargs": {"column": "email", "row_condition": 'locale=="fr-FR"',
+                              "condition_parser": "great_expectations"}}
+    for whole_table in (column_set, conditional):
+        assert _checked_columns({"expectations": [*suite["expectations"], whole_table]}) is None
