@@ -1,19 +1,15 @@
 -- The webinar program's audience: one row per contact and webinar, for everyone a webinar
 -- is for (invitations) and everyone registered (confirmations, reminders, follow-ups).
--- A view, so the seats the plan task allocates just before reading it are seen at once.
+-- A view: who is in it and what their messages need is a table built before each run
+-- (int_webinar_audience_members); registrations, seats and attendance are read when it
+-- is queried, so the seats the plan task allocates just before reading it are seen.
 {{ config(materialized='view') }}
 
 with
 
-webinars as (
+members as (
 
-    select * from {{ ref('stg_app__webinars') }}
-
-),
-
-invitees as not materialized (
-
-    select * from {{ ref('int_webinar_invitees') }}
+    select * from {{ ref('int_webinar_audience_members') }}
 
 ),
 
@@ -24,117 +20,30 @@ registrants as (
 
 ),
 
-contacts as (
-
-    select * from {{ ref('contacts') }}
-
-),
-
-ledger as (
-
-    select * from {{ ref('stg_nurture__message_ledger') }}
-
-),
-
-zones as (
-
-    select name as time_zone from pg_timezone_names
-
-),
-
-registrant_rows as (
-
-    -- Registered, and not among the invitees (who come with their contact's columns).
-    select
-        registrants.webinar_id,
-        registrants.contact_id,
-        false as is_invitee,
-        contacts.email,
-        contacts.phone,
-        contacts.first_name,
-        contacts.time_zone,
-        contacts.locale,
-        contacts.has_email_consent,
-        contacts.has_sms_consent,
-        coalesce(zones.time_zone, webinars.webinar_time_zone) as local_time_zone,
-        contacts.source_loaded_at as contact_loaded_at
-    from registrants
-    inner join webinars using (webinar_id)
-    inner join contacts using (contact_id)
-    left join zones on zones.time_zone = contacts.time_zone
-    where not exists (
-        select from invitees
-        where invitees.webinar_id = registrants.webinar_id
-            and invitees.contact_id = registrants.contact_id
-    )
-
-),
-
-audience_rows as (
-
-    select
-        webinar_id,
-        contact_id,
-        true as is_invitee,
-        email,
-        phone,
-        first_name,
-        time_zone,
-        locale,
-        has_email_consent,
-        has_sms_consent,
-        local_time_zone,
-        contact_loaded_at
-    from invitees
-    union all
-    select * from registrant_rows
-
-),
-
-invitations as (
-
-    -- Whether the invitation went out (one ledger row at most: its unique key).
-    select
-        audience_rows.*,
-        exists (
-            select from ledger
-            where ledger.program = 'webinar' and ledger.step = 'invitation'
-                and ledger.contact_id = audience_rows.contact_id
-                and ledger.enrollment_id = 'webinar:' || audience_rows.webinar_id
-                and ledger.state = 'sent'
-        ) as was_invited
-    from audience_rows
-
-),
-
 final as (
 
     select
-        invitations.contact_id,
-        'webinar:' || invitations.webinar_id as enrollment_id,
-        invitations.webinar_id,
-        webinars.webinar_title,
-        webinars.starts_at,
-        webinars.ends_at,
-        webinars.webinar_time_zone,
-        -- When it starts on the contact's clock (the webinar's own for an unknown zone).
-        to_char(webinars.starts_at at time zone invitations.local_time_zone,
-                'FMDay DD Mon YYYY, HH24:MI') || ' (' || invitations.local_time_zone || ')'
-            as starts_at_local,
-        -- The same as a wall-clock timestamp and its zone, for templates to word per locale.
-        webinars.starts_at at time zone invitations.local_time_zone as local_start_time,
-        invitations.local_time_zone,
-        webinars.join_url,
-        webinars.recording_url,
-        invitations.email,
-        invitations.phone,
-        invitations.first_name,
-        invitations.time_zone,
-        invitations.locale,
-        invitations.has_email_consent,
-        invitations.has_sms_consent,
-        invitations.is_invitee,
-        invitations.was_invited,
+        members.contact_id,
+        members.enrollment_id,
+        members.webinar_id,
+        members.webinar_title,
+        members.starts_at,
+        members.ends_at,
+        members.webinar_time_zone,
+        members.starts_at_local,
+        members.local_start_time,
+        members.local_time_zone,
+        members.join_url,
+        members.recording_url,
+        members.email,
+        members.phone,
+        members.first_name,
+        members.time_zone,
+        members.locale,
+        members.has_email_consent,
+        members.has_sms_consent,
+        members.is_invitee,
+        members.was_invited,
         registrants.registration_id,
         registrants.registered_at,
         coalesce(not registrants.is_cancelled, false) as is_registered,
@@ -157,13 +66,11 @@ final as (
             and not registrants.has_attended,
             false
         ) as is_no_show,
-        invitations.is_invitee and registrants.registration_id is null as is_invitable,
-        invitations.was_invited and registrants.registration_id is null
+        members.is_invitee and registrants.registration_id is null as is_invitable,
+        members.was_invited and registrants.registration_id is null
             as is_unregistered_invitee,
-        greatest(webinars.loaded_at, registrants.loaded_at, invitations.contact_loaded_at)
-            as source_loaded_at
-    from invitations
-    inner join webinars using (webinar_id)
+        greatest(members.source_loaded_at, registrants.loaded_at) as source_loaded_at
+    from members
     left join registrants using (webinar_id, contact_id)
 
 )
