@@ -48,13 +48,14 @@ def test_bench_reports_every_key_as_json(state_dir):
     assert report["dispatch_email_detail"]["outcomes"] == {"sent": 300}
     assert report["sms_max_in_any_second"] <= report["sms_rate_limit_per_s"]
     assert set(report["plan"]) == {"onboarding", "webinar", "satisfaction_survey", "nurture"}
-    # The plans again, alone, on the warehouse the bench left.
+    # The guards and plans again, alone, on the warehouse the bench left.
     result = subprocess.run([sys.executable, "-m", "nurture.cli", "bench", "--plan-only"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    plans = json.loads(result.stdout)["plan"]
-    assert set(plans) == set(report["plan"])
-    assert all(plan["seconds"] > 0 and "error" not in plan for plan in plans.values())
+    again = json.loads(result.stdout)
+    assert set(again["plan"]) == set(again["guard"]) == set(report["plan"])
+    assert all(plan["seconds"] > 0 and "error" not in plan for plan in again["plan"].values())
+    assert all(guard["passed"] for guard in again["guard"].values())
 
 
 def allocate(gigabytes: int) -> dict:

@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.add_argument("--plan-only", action="store_true", help="only time each program's "
-                       "dry-run plan, on the warehouse an earlier bench left")
+                       "guard and dry-run plan, on the warehouse an earlier bench left")
     bench.set_defaults(handler=cmd_bench)
     return parser
 

@@ -93,15 +93,20 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
 
 
 def plan_only(say: Callable[[str], None] = print) -> dict:
-    """Each program's dry-run plan on the bench warehouse an earlier `nurture bench` left
-    (`.nurture/bench/`), nothing loaded or built: to time planner changes quickly."""
-    from nurture import catalog
+    """Each program's guard and dry-run plan, as `run` times them, on the bench warehouse
+    an earlier `nurture bench` left (`.nurture/bench/`), nothing loaded or built: to time
+    guard and planner changes quickly."""
+    from nurture import airflow_env, catalog
 
+    airflow_env.configure()
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     server = warehouse.EmbeddedWarehouse(settings.STATE_DIR / "bench" / "warehouse")
     warehouse.export_env(server.start())
-    report: dict = {"machine": _machine(), "plan": {}}
+    report: dict = {"machine": _machine(), "guard": {}, "plan": {}}
     try:
         for name, program in catalog.programs().items():
+            report["guard"][name] = _guard(program) | {"load_average": os.getloadavg()[0]}
+            say(f"  guard {name}: {report['guard'][name]}")
             report["plan"][name] = _in_child(_plan, program, memory_limit=PLAN_MEMORY_LIMIT)
             report["plan"][name]["load_average"] = os.getloadavg()[0]
             say(f"  plan {name}: {report['plan'][name]}")
