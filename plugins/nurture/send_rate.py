@@ -40,7 +40,7 @@ class SharedRateLimiter:
     def __init__(self, warehouse_url: str, sender: str, per_second: float) -> None:
         if per_second <= 0:
             raise ValueError("a send rate must be positive")
-        self.warehouse_url, self.sender, self.per_second = warehouse_url, sender, per_second
+        self.warehouse_url, self.sender = warehouse_url, sender
         self.interval = 1.0 / (per_second * RATE_HEADROOM)
         self._lock = threading.Lock()  # one connection for the task's threads: ~1 ms a slot
         self._conn = None
@@ -61,7 +61,3 @@ class SharedRateLimiter:
         with self._conn.cursor() as cur:
             cur.execute(_RESERVE, {"sender": self.sender, "interval": self.interval})
             return float(cur.fetchone()[0])
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()

@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -46,17 +46,10 @@ def _timer(into: dict, key: str, say: Callable[[str], None]):
 def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows: None,
         say: Callable[[str], None] = print) -> dict:
     """Every measurement, in order; returns the report (KEYS, plus per-program detail)."""
-    from nurture import airflow_env, catalog
-
-    airflow_env.configure()  # the DAG parse below runs Airflow
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     report: dict = dict.fromkeys(KEYS) | {"contacts": size.contacts, "events": size.events,
                                           "machine": _machine()}
-    server = warehouse.EmbeddedWarehouse(settings.STATE_DIR / "bench" / "warehouse")
-    url = server.start()
-    warehouse.export_env(url)
     now = now_utc()
-    try:
+    with _bench_warehouse():
         say(f"loading {size.contacts:,} contacts and {size.events:,} events (COPY)")
         with warehouse.connect() as conn, _timer(report, "load_s", say):
             report["rows"] = load(conn, size, now=now, progress=progress)
@@ -68,13 +61,7 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
         say("dbt build after one more day of events")
         with _timer(report, "dbt_incremental_s", say):
             _dbt("build")
-        programs = catalog.programs()
-        report["guard"], report["plan"] = {}, {}
-        for name, program in programs.items():
-            report["guard"][name] = _guard(program)
-            say(f"  guard {name}: {report['guard'][name]}")
-            report["plan"][name] = _in_child(_plan, program, memory_limit=PLAN_MEMORY_LIMIT)
-            say(f"  plan {name}: {report['plan'][name]}")
+        report["guard"], report["plan"] = _guards_and_plans(say)
         report["guard_s"] = max(g["seconds"] for g in report["guard"].values())
         # The slowest program's; none when one could not be planned at all.
         if all("error" not in p for p in report["plan"].values()):
@@ -87,8 +74,6 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
         report.update(dispatch.measure(size.contacts, say))
         say("parsing dags/")
         report["dag_parse_s"] = _dag_parse_seconds()
-    finally:
-        server.stop()
     return report
 
 
@@ -96,23 +81,39 @@ def plan_only(say: Callable[[str], None] = print) -> dict:
     """Each program's guard and dry-run plan, as `run` times them, on the bench warehouse
     an earlier `nurture bench` left (`.nurture/bench/`), nothing loaded or built: to time
     guard and planner changes quickly."""
-    from nurture import airflow_env, catalog
+    with _bench_warehouse():
+        guard, plan = _guards_and_plans(say)
+    return {"machine": _machine(), "guard": guard, "plan": plan}
+
+
+@contextmanager
+def _bench_warehouse() -> Iterator[None]:
+    """The bench's embedded warehouse started and in the environment, Airflow configured
+    (the guard and the DAG parse run it) and GX's logging quiet; stopped afterwards."""
+    from nurture import airflow_env
 
     airflow_env.configure()
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     server = warehouse.EmbeddedWarehouse(settings.STATE_DIR / "bench" / "warehouse")
     warehouse.export_env(server.start())
-    report: dict = {"machine": _machine(), "guard": {}, "plan": {}}
     try:
-        for name, program in catalog.programs().items():
-            report["guard"][name] = _guard(program) | {"load_average": os.getloadavg()[0]}
-            say(f"  guard {name}: {report['guard'][name]}")
-            report["plan"][name] = _in_child(_plan, program, memory_limit=PLAN_MEMORY_LIMIT)
-            report["plan"][name]["load_average"] = os.getloadavg()[0]
-            say(f"  plan {name}: {report['plan'][name]}")
+        yield
     finally:
         server.stop()
-    return report
+
+
+def _guards_and_plans(say: Callable[[str], None]) -> tuple[dict, dict]:
+    """Each program's guard, then its dry-run plan, with the load average after each."""
+    from nurture import catalog
+
+    guards, plans = {}, {}
+    for name, program in catalog.programs().items():
+        guards[name] = _guard(program) | {"load_average": os.getloadavg()[0]}
+        say(f"  guard {name}: {guards[name]}")
+        plans[name] = _in_child(_plan, program, memory_limit=PLAN_MEMORY_LIMIT) | {
+            "load_average": os.getloadavg()[0]}
+        say(f"  plan {name}: {plans[name]}")
+    return guards, plans
 
 
 def _dbt(*args: str) -> None:

@@ -52,26 +52,14 @@ zones as (
 
 ),
 
-registrant_rows as (
+keys as (
 
-    -- Registered, and not among the invitees (who come with their contact's columns).
-    select
-        registrants.webinar_id,
-        registrants.contact_id,
-        false as is_invitee,
-        contacts.email,
-        contacts.phone,
-        contacts.first_name,
-        contacts.time_zone,
-        contacts.locale,
-        contacts.has_email_consent,
-        contacts.has_sms_consent,
-        coalesce(zones.time_zone, webinars.webinar_time_zone) as local_time_zone,
-        contacts.source_loaded_at as contact_loaded_at
+    -- Invited, or registered and not among the invitees.
+    select webinar_id, contact_id, true as is_invitee
+    from invitees
+    union all
+    select webinar_id, contact_id, false as is_invitee
     from registrants
-    inner join webinars using (webinar_id)
-    inner join contacts using (contact_id)
-    left join zones on zones.time_zone = contacts.time_zone
     where not exists (
         select from invitees
         where invitees.webinar_id = registrants.webinar_id
@@ -83,21 +71,30 @@ registrant_rows as (
 members as (
 
     select
-        webinar_id,
-        contact_id,
-        true as is_invitee,
-        email,
-        phone,
-        first_name,
-        time_zone,
-        locale,
-        has_email_consent,
-        has_sms_consent,
-        local_time_zone,
-        contact_loaded_at
-    from invitees
-    union all
-    select * from registrant_rows
+        keys.webinar_id,
+        keys.contact_id,
+        keys.is_invitee,
+        webinars.webinar_title,
+        webinars.starts_at,
+        webinars.ends_at,
+        webinars.webinar_time_zone,
+        webinars.join_url,
+        webinars.recording_url,
+        webinars.loaded_at as webinar_loaded_at,
+        contacts.email,
+        contacts.phone,
+        contacts.first_name,
+        contacts.time_zone,
+        contacts.locale,
+        contacts.has_email_consent,
+        contacts.has_sms_consent,
+        -- The zone the start is shown in: the contact's, or the webinar's for an unknown one.
+        coalesce(zones.time_zone, webinars.webinar_time_zone) as local_time_zone,
+        contacts.source_loaded_at as contact_loaded_at
+    from keys
+    inner join webinars using (webinar_id)
+    inner join contacts using (contact_id)
+    left join zones on zones.time_zone = contacts.time_zone
 
 ),
 
@@ -107,19 +104,19 @@ final as (
         members.contact_id,
         'webinar:' || members.webinar_id as enrollment_id,
         members.webinar_id,
-        webinars.webinar_title,
-        webinars.starts_at,
-        webinars.ends_at,
-        webinars.webinar_time_zone,
+        members.webinar_title,
+        members.starts_at,
+        members.ends_at,
+        members.webinar_time_zone,
         -- When it starts on the contact's clock (the webinar's own for an unknown zone).
-        to_char(webinars.starts_at at time zone members.local_time_zone,
+        to_char(members.starts_at at time zone members.local_time_zone,
                 'FMDay DD Mon YYYY, HH24:MI') || ' (' || members.local_time_zone || ')'
             as starts_at_local,
         -- The same as a wall-clock timestamp and its zone, for templates to word per locale.
-        webinars.starts_at at time zone members.local_time_zone as local_start_time,
+        members.starts_at at time zone members.local_time_zone as local_start_time,
         members.local_time_zone,
-        webinars.join_url,
-        webinars.recording_url,
+        members.join_url,
+        members.recording_url,
         members.email,
         members.phone,
         members.first_name,
@@ -129,9 +126,8 @@ final as (
         members.has_sms_consent,
         members.is_invitee,
         invited.contact_id is not null as was_invited,
-        greatest(webinars.loaded_at, members.contact_loaded_at) as source_loaded_at
+        greatest(members.webinar_loaded_at, members.contact_loaded_at) as source_loaded_at
     from members
-    inner join webinars using (webinar_id)
     left join invited
         on invited.contact_id = members.contact_id
         and invited.enrollment_id = 'webinar:' || members.webinar_id

@@ -6,9 +6,7 @@
 -- every contact × every upcoming webinar would be millions of rows. Registrants are in
 -- the webinar audience whatever the window. The windows follow dags/webinar.py;
 -- tests/test_webinars.py checks them against the program.
--- A table, built with the rest before each run, with what the audience needs of each
--- contact: the webinar audience (a view) is read by the guard and the plan, and joining
--- these rows to contacts each time costs more than all the rest.
+-- Only who: int_webinar_audience_members adds what their messages need.
 {{ config(materialized='table', indexes=[{'columns': ['contact_id', 'webinar_id']}]) }}
 
 with
@@ -39,27 +37,12 @@ invited as (
 
 ),
 
-zones as (
-
-    select name as time_zone from pg_timezone_names
-
-),
-
 targeted as (
 
     select
         webinars.webinar_id,
         webinars.is_inviting,
-        webinars.webinar_time_zone,
-        contacts.contact_id,
-        contacts.email,
-        contacts.phone,
-        contacts.first_name,
-        contacts.time_zone,
-        contacts.locale,
-        contacts.has_email_consent,
-        contacts.has_sms_consent,
-        contacts.source_loaded_at
+        contacts.contact_id
     from webinars
     inner join contacts
         on contacts.lifecycle_stage = webinars.audience_stage
@@ -72,19 +55,8 @@ final as (
 
     select
         targeted.webinar_id,
-        targeted.contact_id,
-        targeted.email,
-        targeted.phone,
-        targeted.first_name,
-        targeted.time_zone,
-        targeted.locale,
-        targeted.has_email_consent,
-        targeted.has_sms_consent,
-        -- The zone the start is shown in: the contact's, or the webinar's for an unknown one.
-        coalesce(zones.time_zone, targeted.webinar_time_zone) as local_time_zone,
-        targeted.source_loaded_at as contact_loaded_at
+        targeted.contact_id
     from targeted
-    left join zones on zones.time_zone = targeted.time_zone
     where targeted.is_inviting
         or exists (
             select from invited
