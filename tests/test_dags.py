@@ -105,6 +105,9 @@ def test_dbt_tasks_build_the_audience_and_the_report_with_their_parents(dagbag):
     audience, report = dag.get_task("dbt_audience"), dag.get_task("dbt_report")
     assert audience.select == ["+onboarding_audience", "+contacts_quarantined"]
     assert audience.indirect_selection == "cautious"
+    # CI runs the unit tests; an hourly build only builds and tests the data.
+    assert audience.dbt_cmd_flags == report.dbt_cmd_flags == [
+        "--exclude-resource-type", "unit_test"]
     assert upstream_models("onboarding_audience") == AUDIENCE_MODELS
     assert report.select == ["+message_sends", "+consent_history",
                              "+int_consents_pivoted_to_contacts"]

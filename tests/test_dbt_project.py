@@ -56,6 +56,15 @@ def test_contracts_are_enforced_on_what_dags_and_bi_read(built):
     assert set(keys) >= {"marts.contacts", "marts.onboarding_audience", "marts.message_sends"}
 
 
+def test_the_build_indexes_raw_tables_where_incremental_reads_need_it(built):
+    """Declared on the sources (config.meta.indexes), made by the build's on-run-start: a
+    raw table loaded bare gets them, and a second build finds them in place."""
+    indexes = scalar("select array_agg(indexrelid::regclass::text) from pg_index"
+                     " where indrelid in ('raw.events'::regclass, 'raw.consents'::regclass)")
+    assert set(indexes) == {"raw.events_event_id_idx", "raw.events__loaded_at_idx",
+                            "raw.consents_consent_id_idx", "raw.consents__loaded_at_idx"}
+
+
 def test_events_from_other_senders_on_the_account_do_not_break_the_build(built):
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("insert into raw.sendgrid_events (sg_event_id, event, payload) values"

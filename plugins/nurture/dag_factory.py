@@ -146,6 +146,7 @@ def _dbt_build(task_id: str, select: list[str], trigger_rule: str = "all_success
         # Cautious: only the tests whose every parent is selected (a relationships test
         # from a model outside the selection must not run against a stale table).
         indirect_selection="cautious",
+        dbt_cmd_flags=list(settings.DBT_SCHEDULED_BUILD_FLAGS),
         install_deps=False,
         emit_datasets=False,
         retries=1,

@@ -55,12 +55,12 @@ def run(size: Size, *, progress: Callable[[str, int], None] = lambda table, rows
             report["rows"] = load(conn, size, now=now, progress=progress)
         say("dbt build --full-refresh")
         with _timer(report, "dbt_full_s", say):
-            _dbt("build", "--full-refresh")
+            _dbt("build", "--full-refresh", *settings.DBT_SCHEDULED_BUILD_FLAGS)
         with warehouse.connect() as conn:
             report["rows_added_for_incremental"] = append_day(conn, size, now=now)
         say("dbt build after one more day of events")
         with _timer(report, "dbt_incremental_s", say):
-            _dbt("build")
+            _dbt("build", *settings.DBT_SCHEDULED_BUILD_FLAGS)
         report["guard"], report["plan"] = _guards_and_plans(say)
         report["guard_s"] = max(g["seconds"] for g in report["guard"].values())
         # The slowest program's; none when one could not be planned at all.

@@ -5,7 +5,8 @@
 -- marks stay where they were.
 {{ config(materialized='table') }}
 
-{%- set tables = [('app', 'events'), ('web', 'page_visits'), ('web', 'form_fills')] %}
+{%- set tables = [('app', 'events'), ('app', 'signups'), ('web', 'page_visits'),
+                 ('web', 'form_fills'), ('crm', 'consents')] %}
 {%- set keep_marks = execute and flags.WHICH != 'build' and load_relation(this) is not none %}
 
 {% if keep_marks %}

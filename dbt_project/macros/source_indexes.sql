@@ -1,0 +1,25 @@
+{#- Indexes on raw tables, declared on the source (`config.meta.indexes`, a list of column
+    lists) and made by the first build that finds one missing (on-run-start). Loaders create
+    raw tables bare; without these, each build's incremental reads (rows loaded since the
+    last build) and since-last-build tests (ids of those rows) scan whole event tables.
+    An index that exists costs a catalog lookup, without locking the table against loads. -#}
+{% macro create_source_indexes() %}
+    {%- if execute %}
+    {%- for source in graph.sources.values() %}
+    {%- for columns in source.config.meta.get('indexes', []) %}
+    {%- set index = source.identifier ~ '_' ~ columns | join('_') ~ '_idx' %}
+    do $$
+    begin
+        if to_regclass('{{ source.schema }}.{{ source.identifier }}') is not null
+           and to_regclass('{{ source.schema }}.{{ index }}') is null then
+            create index if not exists {{ index }}
+                on {{ source.schema }}.{{ source.identifier }} ({{ columns | join(', ') }});
+        end if;
+    exception when duplicate_table or unique_violation then
+        null;  -- another build made it at the same moment
+    end
+    $$;
+    {%- endfor %}
+    {%- endfor %}
+    {%- endif %}
+{% endmacro %}
