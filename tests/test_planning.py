@@ -141,3 +141,17 @@ def test_sql_settles_each_reason_it_knows_and_leaves_the_rest_to_python(audience
     assert {reason for step, reason in counts if step == "odd"
             if not reason.startswith("already_")} == {"goal_reached"}
     assert 0 < settled_rows < rows
+
+
+def test_a_dry_run_renders_with_the_links_the_dispatcher_would_add(monkeypatch):
+    """A survey email needs its survey link: with a public URL the dispatcher adds it, so
+    the dry run renders it too; without one, the send would fail, and so does the check."""
+    from nurture import catalog
+
+    survey = catalog.program("satisfaction_survey")
+    contact = {"contact_id": "C1", "enrollment_id": "onboarding_30d:C1",
+               "first_name": "Aino", "email": "aino@example.com", "trigger": "onboarding_30d"}
+    monkeypatch.setenv("NURTURE_PUBLIC_URL", "https://nurture.example")
+    assert planning.RenderCheck(survey).renders("survey_email", "en", contact)
+    monkeypatch.delenv("NURTURE_PUBLIC_URL")
+    assert not planning.RenderCheck(survey).renders("survey_email", "en", contact)

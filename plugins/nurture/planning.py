@@ -9,6 +9,7 @@ Rows that cannot send are settled in SQL first (nurture.settled): only the other
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping, Sequence
@@ -109,7 +110,9 @@ def plan(program: Program, *, run_id: str, dry_run: bool, filters: Mapping[str, 
 
 
 class RenderCheck:
-    """Whether a planned message renders, for a dry run, through the dispatcher's own code.
+    """Whether a planned message renders, for a dry run, through the dispatcher's own code:
+    with the unsubscribe and survey links it would add (signed with a throwaway key, as a
+    preview's are), and without them when NURTURE_PUBLIC_URL is unset, as it would send.
 
     A render's outcome depends only on the values its templates read (every name the
     step's templates, in any locale, or a layout uses), so each distinct set of those is
@@ -118,6 +121,8 @@ class RenderCheck:
     MEMORY = 100_000  # outcomes kept
 
     def __init__(self, program: Program) -> None:
+        from nurture.preview import rendering_job
+
         self.program = program
         self.templates = _Unchanging(settings.TEMPLATES_DIR, program.name,
                                      program.default_locale)
@@ -127,9 +132,11 @@ class RenderCheck:
             self.templates, settings.TEMPLATES_DIR / program.name / step.template))
             for step in program.steps}
         self.outcomes: dict[tuple, bool] = {}
+        self.job = dataclasses.replace(rendering_job(program, public_url=settings.public_url()),
+                                       templates=self.templates)
 
     def renders(self, step_name: str, locale: str, contact: Mapping[str, Any]) -> bool:
-        from nurture.dispatcher import render
+        from nurture.preview import render_step
 
         key = (step_name, locale, *(contact.get(name) for name in self.names[step_name]))
         try:
@@ -139,8 +146,7 @@ class RenderCheck:
         except TypeError:  # a value that cannot be a key (a list): render it every time
             key = None
         try:
-            render(self.program, self.templates, self.program.step(step_name), locale,
-                   contact)
+            render_step(self.job, self.program.step(step_name), contact, locale)
             outcome = True
         except Exception:  # TemplateProblem, or template maths on odd data: as deliver does
             outcome = False

@@ -31,6 +31,7 @@ KEYS = ("contacts", "events", "load_s", "dbt_full_s", "dbt_incremental_s", "guar
 
 CHUNK = dispatch.CONCURRENCY * DEFAULT_PER_REQUEST  # rows a send task claims at once
 PLAN_MEMORY_LIMIT = 10 * 2**30  # address space of the process planning one program
+PUBLIC_URL = "https://nurture.bench.invalid"  # where links would point; nothing is sent
 
 
 @contextmanager
@@ -138,9 +139,11 @@ def _guard(program) -> dict:
 
 
 def _plan(program) -> dict:
-    """A dry run of the planner: the whole decision, written nowhere."""
+    """A dry run of the planner: the whole decision, written nowhere. It renders as a
+    deployment's would, with a public URL (a survey's link needs one); in its own process."""
     from nurture import tasks
 
+    os.environ.setdefault("NURTURE_PUBLIC_URL", PUBLIC_URL)
     start = time.perf_counter()
     made = tasks.plan(program, run_id=f"bench-{time.time_ns()}", dry_run=True)
     planned = sum(counts.get("planned", 0) for counts in made["counts"].values())
