@@ -65,6 +65,33 @@ def test_the_build_indexes_raw_tables_where_incremental_reads_need_it(built):
                             "raw.consents_consent_id_idx", "raw.consents__loaded_at_idx"}
 
 
+def test_a_role_that_cannot_index_a_raw_table_builds_with_a_warning(built, warehouse_url):
+    """Where the loader owns the raw tables, dbt's role may only read them: the index is
+    skipped with a warning, and on-run-start does not fail the build."""
+    import psycopg2
+
+    compiled = subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "compile", "--quiet", "--inline",
+         "{{ create_source_indexes() }}"], capture_output=True, text=True, check=True).stdout
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("drop index raw.events_event_id_idx")
+        cur.execute("drop role if exists reader; create role reader login password 'reader';"
+                    " grant usage on schema raw to reader")
+    reader = psycopg2.connect(warehouse_url.replace("postgres:nurture@", "reader:reader@"))
+    try:
+        with reader, reader.cursor() as cur:
+            cur.execute(compiled)
+        warnings = [n for n in reader.notices if "events_event_id_idx" in n]
+    finally:
+        reader.close()
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute(compiled)  # as the owner: the index is back for the other tests
+            cur.execute("drop owned by reader; drop role reader")
+    assert warnings and "only the owner of raw.events can create it" in warnings[0]
+    assert scalar("select to_regclass('raw.events_event_id_idx')::text") == (
+        "raw.events_event_id_idx")
+
+
 def test_events_from_other_senders_on_the_account_do_not_break_the_build(built):
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("insert into raw.sendgrid_events (sg_event_id, event, payload) values"

@@ -2,7 +2,9 @@
     lists) and made by the first build that finds one missing (on-run-start). Loaders create
     raw tables bare; without these, each build's incremental reads (rows loaded since the
     last build) and since-last-build tests (ids of those rows) scan whole event tables.
-    An index that exists costs a catalog lookup, without locking the table against loads. -#}
+    An index that exists costs a catalog lookup, without locking the table against loads.
+    A role that may not create one (the loader owns the table) gets a warning, and a build
+    that reads those tables whole. -#}
 {% macro create_source_indexes() %}
     {%- if execute %}
     {%- for source in graph.sources.values() %}
@@ -15,8 +17,11 @@
             create index if not exists {{ index }}
                 on {{ source.schema }}.{{ source.identifier }} ({{ columns | join(', ') }});
         end if;
-    exception when duplicate_table or unique_violation then
-        null;  -- another build made it at the same moment
+    exception
+        when duplicate_table or unique_violation then
+            null;  -- another build made it at the same moment
+        when insufficient_privilege then  -- the loader owns it: slower builds, not none
+            raise warning 'nurture: no index {{ index }}: only the owner of {{ source.schema }}.{{ source.identifier }} can create it (%)', sqlerrm;
     end
     $$;
     {%- endfor %}
