@@ -23,9 +23,11 @@ TWILIO_SERVICE = "MG" + "0" * 32
 
 
 class StubProvider:
-    def __init__(self, *, status: int | None = None, delay: float = 0.0) -> None:
+    def __init__(self, *, status: int | None = None, delay: float = 0.0,
+                 cut_off: bool = False) -> None:
         self.status = status
         self.delay = delay
+        self.cut_off = cut_off  # the answer promises more than it sends, then the line drops
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -52,7 +54,9 @@ class StubProvider:
                     with stub._lock:
                         stub.in_flight -= 1
                 self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                length = len(body) + (100 if stub.cut_off else 0)
+                self.close_connection = stub.cut_off
+                for key, value in {**headers, "Content-Length": str(length)}.items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)

@@ -314,3 +314,16 @@ def test_a_timeout_after_the_request_left_is_an_ambiguous_provider_error(set_con
             assert raised.value.status is None
             assert raised.value.ambiguous, "the provider received it and may have sent it"
     assert stub.requests == 2
+
+
+def test_an_answer_cut_off_after_the_request_left_is_an_ambiguous_provider_error(set_connection):
+    """The provider got the request and its answer broke off: it may have sent it, so the
+    message is unknown (for reconciliation), never a bug and never sent again."""
+    with StubProvider(cut_off=True).running() as stub:
+        sendgrid, twilio = hooks_at(set_connection, stub.url)
+        for send, message in ((sendgrid.send, email()), (twilio.send, sms())):
+            with pytest.raises(ProviderError, match="answer was cut off") as raised:
+                send(message)
+            assert raised.value.status is None
+            assert raised.value.ambiguous
+    assert stub.requests == 2

@@ -8,7 +8,8 @@ over one persistent connection per thread instead.
 
 What a failure means is kept as urllib reports it, which the hook relies on: a failure
 before the whole request was written is a `URLError` (it never reached SendGrid: safe to
-send again); a failure after that is an `OSError` (it may have been accepted).
+send again); a failure after that is an `OSError`, or an `http.client.HTTPException` when
+the answer broke off (either way it may have been accepted).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ faulty message fails."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -187,6 +188,9 @@ class SendGridHook(BaseHook):
             raise ProviderError(f"SendGrid unreachable: {err.reason}", status=None) from err
         except OSError as err:  # a timeout or reset while waiting for the answer
             raise ProviderError(f"SendGrid did not answer: {err}", status=None,
+                                ambiguous=True) from err
+        except http.client.HTTPException as err:  # sent; the answer broke off or was garbled
+            raise ProviderError(f"SendGrid's answer was cut off: {err!r}", status=None,
                                 ambiguous=True) from err
         return response.headers.get("X-Message-Id", "")
 

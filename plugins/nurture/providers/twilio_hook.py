@@ -164,6 +164,10 @@ class TwilioHook(BaseHook):
                                 ambiguous=True) from err
         except requests.Timeout as err:  # a read timeout: the request was sent
             raise ProviderError(f"Twilio timed out: {err}", status=None, ambiguous=True) from err
+        except (requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as err:  # sent; the answer broke off
+            raise ProviderError(f"Twilio's answer was cut off: {err}", status=None,
+                                ambiguous=True) from err
         return created.sid
 
 
