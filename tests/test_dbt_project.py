@@ -58,7 +58,7 @@ def test_contracts_are_enforced_on_what_dags_and_bi_read(built):
 
 def test_the_build_indexes_raw_tables_where_incremental_reads_need_it(built):
     """Declared on the sources (config.meta.indexes), made by the build's on-run-start: a
-    raw table loaded bare gets them, and a second build finds them in place."""
+    raw table loaded bare (the seed creates it without any) gets them."""
     indexes = scalar("select array_agg(indexrelid::regclass::text) from pg_index"
                      " where indrelid in ('raw.events'::regclass, 'raw.consents'::regclass)")
     assert set(indexes) == {"raw.events_event_id_idx", "raw.events__loaded_at_idx",

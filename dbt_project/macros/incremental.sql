@@ -1,14 +1,20 @@
 {#- The rows an incremental build takes from a source: those loaded since the newest row
-    already in the model, less a lookback (`incremental_lookback`) for loads that committed
-    late. Re-reading a row is harmless: the models replace rows by their unique key.
-    The newest is read first and written in as a literal: compared with a subquery,
-    PostgreSQL guesses a third of the source is newer and scans it all, index or not. -#}
+    already in the model, less a lookback. Re-reading a row is harmless: the models replace
+    rows by their unique key. -#}
 {% macro loaded_since_last_build(source_column, model_column='loaded_at') %}
-    {%- set newest = run_query("select coalesce(max(" ~ model_column ~ "), '-infinity')::text"
-                               ~ " from " ~ this) if execute else none %}
-    {{ source_column }} > '{{ newest.columns[0].values()[0] if newest else "-infinity" }}'::timestamptz
-        - interval '{{ var("incremental_lookback") }}'
+    {{ source_column }} > {{ lookback_from("select max(" ~ model_column ~ ") from " ~ this) }}
 {%- endmacro %}
+
+{#- `'<time>'::timestamptz - interval '<incremental_lookback>'` (for loads that committed
+    late), the time being what `query` selects (none: '-infinity'). It is read first and
+    written in as a literal: compared with a subquery, PostgreSQL guesses a third of the
+    table is newer and scans it all, index or not. -#}
+{% macro lookback_from(query) %}
+    {%- set newest = run_query("select coalesce((" ~ query ~ "), '-infinity')::text")
+            if execute else none %}
+    {{- "'" ~ (newest.columns[0].values()[0] if newest else "-infinity")
+        ~ "'::timestamptz - interval '" ~ var("incremental_lookback") ~ "'" -}}
+{% endmacro %}
 
 {#- After an incremental build of int_lead_engagement_events: drop the rows whose source
     row is gone (provider events cleared, a visit erased), as a full refresh would. Email

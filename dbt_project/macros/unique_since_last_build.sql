@@ -5,7 +5,7 @@
     row repeating an old id fails it; older rows were checked by the build that read them.
     Both columns want an index (`create_source_indexes`). -#}
 {% test unique_since_last_build(model, column_name, loaded_at='_loaded_at') %}
-{%- set since = last_build_loaded_through(model) %}
+{%- set since = last_build_lookback(model) %}
 
 select {{ column_name }} as unique_field, count(*) as n_records
 from {{ model }}
@@ -13,24 +13,22 @@ where {{ column_name }} is not null
 {%- if since is not none %}
     and {{ column_name }} in (
         select {{ column_name }} from {{ model }}
-        where {{ loaded_at }} > '{{ since }}'::timestamptz - interval '{{ var("incremental_lookback") }}'
+        where {{ loaded_at }} > {{ since }}
     )
 {%- endif %}
 group by {{ column_name }}
 having count(*) > 1
 {% endtest %}
 
-{#- How far the previous build read `model` (int_source_load_watermarks), as a literal for
-    the test's SQL: compared with a subquery, PostgreSQL guesses a third of the table is
-    newer and scans it all. None on a full refresh, or before the first build's marks. -#}
-{% macro last_build_loaded_through(model) %}
+{#- Since when the previous build read `model` (int_source_load_watermarks, less the
+    lookback), as a literal (`lookback_from`). None on a full refresh, or before the first
+    build's marks. -#}
+{% macro last_build_lookback(model) %}
     {%- if not execute or flags.FULL_REFRESH %}{{ return(none) }}{% endif %}
     {%- set watermarks = adapter.get_relation(
             database=target.database, schema='intermediate',
             identifier='int_source_load_watermarks') %}
     {%- if watermarks is none %}{{ return(none) }}{% endif %}
-    {%- set marks = run_query(
-            "select coalesce(loaded_through, '-infinity')::text from " ~ watermarks
-            ~ " where source_table = '" ~ model.schema ~ "." ~ model.identifier ~ "'") %}
-    {{ return(marks.columns[0].values()[0] if marks.rows | length else none) }}
+    {{ return(lookback_from("select loaded_through from " ~ watermarks ~ " where source_table = '"
+                            ~ model.schema ~ "." ~ model.identifier ~ "'")) }}
 {% endmacro %}
