@@ -31,6 +31,22 @@ def test_events_divide_between_activity_and_message_tables_as_asked():
     assert len(rows_of(size, "crm_contacts")) == 1_000
 
 
+def test_message_events_belong_to_emails_the_ledger_sent():
+    """SendGrid events carry a ledger id, as Nurture's sends do: the message models join
+    them (events with none would be another sender's, which every model leaves out)."""
+    size = Size(contacts=500, events=10_000)
+    ledger = {row[0]: row for row in rows_of(size, "message_ledger")}
+    events = [json.loads(row[3]) for row in rows_of(size, "sendgrid_events")]
+    assert len(ledger) > 500 and len(events) > len(ledger)
+    assert {event["ledger_id"] for event in events} == set(ledger)
+    for event in events:
+        sent = ledger[event["ledger_id"]]
+        assert (sent[2], sent[6]) == (event["step"], "sent")
+        assert event["timestamp"] >= sent[11].timestamp() - 1
+    names = [event["event"] for event in events]
+    assert names.count("delivered") > names.count("open") > names.count("click") > 0
+
+
 def test_bench_reports_every_key_as_json(state_dir):
     result = subprocess.run(
         [sys.executable, "-m", "nurture.cli", "bench", "--contacts", "300", "--json"],

@@ -1,6 +1,7 @@
 """A synthetic warehouse of any size, deterministic for a seed, streamed into the raw
 tables with COPY: contacts with consents, sign-ups and lead profiles, and their activity
-(app events, page visits, form fills) and message events (SendGrid), spread over a year.
+(app events, page visits, form fills) and the emails Nurture sent them (the ledger) with
+those emails' SendGrid events, spread over a year.
 
 Rows are generated in chunks and handed to COPY as they are made, so memory stays flat
 whatever the size. Shapes are those of the demo data (`nurture.seed.RAW_TABLES`).
@@ -12,11 +13,12 @@ import io
 import itertools
 import json
 import random
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from nurture import seed
+from nurture import catalog, seed
 from nurture.seed_leads import SITE
 from nurture.seed_surveys import ACCOUNT_MANAGERS, USERS
 from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
@@ -38,7 +40,13 @@ LOCALES = ("en", "fi", "sv")
 APP_EVENTS = ("logged_in", "logged_in", "report_viewed", "data_source_added", "activated")
 PAGES = ("/pricing", "/docs/getting-started", "/case-studies", "/blog/lifecycle", "/security")
 FORMS = ("newsletter", "ebook_download", "demo_request", "contact_sales")
-EMAIL_EVENTS = ("delivered", "delivered", "open", "open", "click", "bounce", "unsubscribe")
+# What becomes of a sent email: its chance of each SendGrid event.
+EMAIL_BOUNCE, EMAIL_OPEN, EMAIL_CLICK_IF_OPENED, EMAIL_UNSUBSCRIBE = 0.01, 0.35, 0.2, 0.003
+EVENTS_PER_EMAIL = 1 + (1 - EMAIL_BOUNCE) * (EMAIL_OPEN * (1 + EMAIL_CLICK_IF_OPENED)
+                                             + EMAIL_UNSUBSCRIBE)
+LEDGER_COLUMNS = ("ledger_id", "program", "step", "contact_id", "enrollment_id", "channel",
+                  "state", "recipient", "provider_message_id", "due_at", "planned_at",
+                  "sent_at", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ def load(conn, size: Size, *, now: datetime, progress: Callable[[str, int], None
         cur.execute("truncate " + ", ".join((*PROVIDER_EVENT_TABLES, *NURTURE_STATE_TABLES)))
         for table, rows in _tables(size, now).items():
             stream = _LineStream(rows(), lambda n, table=table: progress(table, n))
-            cur.copy_expert(f"copy raw.{table} from stdin", stream)
+            cur.copy_expert(f"copy {_relation(table)} from stdin", stream)
             counts[table] = stream.rows
         # Statistics now, as a loader should: before autovacuum gets to fresh tables, the
         # planner would take them for empty and pick nested loops over millions of rows.
@@ -74,6 +82,8 @@ def expected_rows(size: Size, table: str) -> int | None:
     """About how many rows `load` makes for `table` (for progress bars)."""
     if table in EVENT_SHARES:
         return round(size.events * EVENT_SHARES[table])
+    if table == "message_ledger":
+        return round(size.events * EVENT_SHARES["sendgrid_events"] / EVENTS_PER_EMAIL)
     return {"crm_contacts": size.contacts, "consents": round(size.contacts * 2.1),
             "signups": round(size.contacts * 0.6),
             "lead_profiles": round(size.contacts * 0.2),
@@ -82,19 +92,25 @@ def expected_rows(size: Size, table: str) -> int | None:
 
 
 def append_day(conn, size: Size, *, now: datetime) -> int:
-    """One more day of activity and message events after `now` (for an incremental build);
-    returns the rows added."""
+    """One more day after `now` of activity, of sent emails and of their SendGrid events
+    (for an incremental build); returns the rows added."""
     day = Size(size.contacts, round(size.events * timedelta(days=1) / SPAN), size.seed + 1)
+    end, span = now + timedelta(days=1), timedelta(days=1)
     added = 0
     with conn.cursor() as cur:
-        for table in EVENT_SHARES:
-            stream = _LineStream(_event_rows(table, day, now + timedelta(days=1),
-                                             span=timedelta(days=1), prefix="D"),
-                                 lambda n: None)
-            cur.copy_expert(f"copy raw.{table} from stdin", stream)
+        for table, rows in _activity_and_emails(day, end, span=span, prefix="D").items():
+            stream = _LineStream(rows(), lambda n: None)
+            cur.copy_expert(f"copy {_relation(table)} from stdin", stream)
             added += stream.rows
-            cur.execute(f"analyze raw.{table}")
+            cur.execute(f"analyze {_relation(table).split()[0]}")
     return added
+
+
+def _relation(table: str) -> str:
+    """Where COPY puts `table`'s rows: the raw table, or the ledger's columns it fills."""
+    if table == "message_ledger":
+        return f"nurture.message_ledger ({', '.join(LEDGER_COLUMNS)})"
+    return f"raw.{table}"
 
 
 def _tables(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]]]:
@@ -107,8 +123,22 @@ def _tables(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]
         "support_tickets": lambda: _support_tickets(size, now),
         "webinars": lambda: _webinars(now),
         "webinar_registrations": lambda: _registrations(size, now),
-        **{table: (lambda table=table: _event_rows(table, size, now, span=SPAN, prefix="E"))
-           for table in EVENT_SHARES},
+        **_activity_and_emails(size, now, span=SPAN, prefix="E"),
+    }
+
+
+def _activity_and_emails(size: Size, end: datetime, *, span: timedelta, prefix: str
+                         ) -> dict[str, Callable[[], Iterator[tuple]]]:
+    """Rows in (end - span, end] of the activity tables, and of the ledger and SendGrid
+    events (one generation read twice: each table takes its part)."""
+    def emails(part: int) -> Iterator[tuple]:
+        for sent in _emails(size, end, span=span, prefix=prefix):
+            yield from [sent[0]] if part == 0 else sent[1]
+    return {
+        **{table: (lambda table=table: _event_rows(table, size, end, span=span, prefix=prefix))
+           for table in EVENT_SHARES if table != "sendgrid_events"},
+        "message_ledger": lambda: emails(0),
+        "sendgrid_events": lambda: emails(1),
     }
 
 
@@ -223,13 +253,63 @@ def _event(table: str, rng: random.Random, event_id: str, contact_id: str, at: d
         return (event_id, contact_id, rng.choice(APP_EVENTS), at, loaded)
     if table == "page_visits":
         return (event_id, contact_id, SITE + rng.choice(PAGES), at, loaded)
-    if table == "form_fills":
-        return (event_id, contact_id, rng.choice(FORMS), at, loaded)
-    event = rng.choice(EMAIL_EVENTS)
-    payload = {"email": f"{contact_id.lower()}@example.com", "event": event,
-               "timestamp": int(at.timestamp()), "sg_event_id": event_id,
-               "sg_message_id": f"msg-{event_id}", "contact_id": contact_id}
-    return (event_id, event, loaded, json.dumps(payload))
+    return (event_id, contact_id, rng.choice(FORMS), at, loaded)
+
+
+def _emails(size: Size, end: datetime, *, span: timedelta, prefix: str
+            ) -> Iterator[tuple[tuple, list[tuple]]]:
+    """Emails sent in (end - span, end], `size.per_contact("sendgrid_events")` of their
+    events per contact on average: (ledger row, its SendGrid event rows) each. The events
+    carry the ledger id, as Nurture's sends do; they happen (and are loaded) by `end`."""
+    mean = size.per_contact("sendgrid_events") / EVENTS_PER_EMAIL
+    steps = _email_steps()
+    table_seed = size.seed + 1 + list(EVENT_SHARES).index("sendgrid_events")
+    for rng, numbers in _contact_numbers(Size(size.contacts, size.events, table_seed)):
+        for n in numbers:
+            contact_id, email = f"B{n:08d}", f"b{n:08d}@example.com"
+            for i in range(int(mean) + (rng.random() < mean - int(mean))):
+                message = f"{prefix}{n:08d}-{i}"
+                sent = end - span * rng.random()
+                ledger_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                program, step = rng.choice(steps)
+                ledger_row = (ledger_id, program, step, contact_id, f"bench:{message}",
+                              "email", "sent", email, f"msg-{message}",
+                              sent - timedelta(minutes=10), sent - timedelta(minutes=1), sent,
+                              sent + timedelta(seconds=1))
+                yield ledger_row, _email_events(rng, ledger_row, end)
+
+
+def _email_events(rng: random.Random, sent_email: tuple, end: datetime) -> list[tuple]:
+    """SendGrid's events for one sent email (a ledger row): delivered or a bounce, maybe
+    an open and a click, now and then an unsubscribe; none later than `end`."""
+    ledger_id, program, step, _, _, _, _, email, message_id = sent_email[:9]
+    sent = sent_email[11]
+
+    def event(name: str, at: datetime, **extra) -> tuple:
+        at = min(at, end)
+        event_id = f"{message_id.removeprefix('msg-')}-{name}"
+        payload = {"email": email, "event": name, "timestamp": int(at.timestamp()),
+                   "sg_event_id": event_id, "sg_message_id": message_id,
+                   "ledger_id": ledger_id, "program": program, "step": step, **extra}
+        return (event_id, name, min(at + LOAD_LAG, end), json.dumps(payload))
+
+    if rng.random() < EMAIL_BOUNCE:
+        return [event("bounce", sent + timedelta(seconds=5), type="bounce")]
+    events = [event("delivered", sent + timedelta(seconds=5))]
+    if rng.random() < EMAIL_OPEN:
+        opened = sent + timedelta(days=3) * rng.random()
+        events.append(event("open", opened))
+        if rng.random() < EMAIL_CLICK_IF_OPENED:
+            events.append(event("click", opened + timedelta(minutes=1)))
+    if rng.random() < EMAIL_UNSUBSCRIBE:
+        events.append(event("unsubscribe", sent + timedelta(hours=2)))
+    return events
+
+
+def _email_steps() -> list[tuple[str, str]]:
+    """(program, step) of every email a program in dags/ sends to its contacts."""
+    return sorted((program.name, step.name) for program in catalog.programs().values()
+                  for step in program.steps if step.channel == "email" and not step.is_internal)
 
 
 class _LineStream(io.TextIOBase):
