@@ -71,6 +71,8 @@ create index if not exists message_ledger_program_contact
     on nurture.message_ledger (program, contact_id);
 create index if not exists message_ledger_unfinished
     on nurture.message_ledger (program) where state in ('planned', 'sending', 'deferred');
+-- dbt's message_sends reads the rows changed since its last build.
+create index if not exists message_ledger_updated_at on nurture.message_ledger (updated_at);
 
 create table if not exists nurture.guard_results (
     program text not null,

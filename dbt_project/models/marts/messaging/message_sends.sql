@@ -15,13 +15,9 @@
         post_hook=["{{ delete_sends_without_ledger_row() }}"],
     )
 }}
+-- The ledger is read where it is used, not through a shared CTE: PostgreSQL would read a
+-- CTE used three times whole (millions of rows) where each use needs a few by their key.
 with
-
-ledger as (
-
-    select * from {{ ref('stg_nurture__message_ledger') }}
-
-),
 
 email_outcomes as (
 
@@ -68,7 +64,7 @@ provider_outcomes as (
         {%- endfor %}
         email_outcomes.received_at
     from email_outcomes
-    inner join ledger
+    inner join {{ ref('stg_nurture__message_ledger') }} as ledger
         on ledger.ledger_id = email_outcomes.ledger_id and ledger.channel = 'email'
 
     union all
@@ -83,20 +79,39 @@ provider_outcomes as (
         false,
         sms_outcomes.received_at
     from sms_outcomes
-    inner join ledger
+    inner join {{ ref('stg_nurture__message_ledger') }} as ledger
         on ledger.channel = 'sms' and ledger.provider_message_id = sms_outcomes.twilio_message_sid
+
+),
+
+{% if is_incremental() %}
+-- Messages whose ledger row or provider events changed since the last build, each found
+-- through its own index (an `or` of the two would read the whole ledger).
+changed as (
+
+    select ledger_id from {{ ref('stg_nurture__message_ledger') }}
+    where {{ loaded_since_last_build('updated_at', 'source_loaded_at') }}
+
+    union
+
+    select ledger_id from provider_outcomes
 
 ),
 
 messages as (
 
-    select * from ledger
-    {%- if is_incremental() %}
-    where {{ loaded_since_last_build('updated_at', 'source_loaded_at') }}
-        or ledger_id in (select ledger_id from provider_outcomes)
-    {%- endif %}
+    select ledger.*
+    from {{ ref('stg_nurture__message_ledger') }} as ledger
+    inner join changed using (ledger_id)
 
 ),
+{% else %}
+messages as (
+
+    select * from {{ ref('stg_nurture__message_ledger') }}
+
+),
+{% endif %}
 
 final as (
 

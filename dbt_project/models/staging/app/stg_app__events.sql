@@ -1,27 +1,12 @@
-with
+select
+    -- ids
+    event_id,
+    contact_id,
 
-source as (
+    -- strings
+    lower(event_name) as event_name,
 
-    select * from {{ source('app', 'events') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        event_id,
-        contact_id,
-
-        -- strings
-        lower(event_name) as event_name,
-
-        -- timestamps
-        occurred_at,
-        _loaded_at as loaded_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    occurred_at,
+    _loaded_at as loaded_at
+from {{ source('app', 'events') }}

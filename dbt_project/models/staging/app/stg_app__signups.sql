@@ -1,27 +1,12 @@
-with
+select
+    -- ids
+    signup_id,
+    contact_id,
 
-source as (
+    -- strings
+    lower(plan) as plan,
 
-    select * from {{ source('app', 'signups') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        signup_id,
-        contact_id,
-
-        -- strings
-        lower(plan) as plan,
-
-        -- timestamps
-        signed_up_at,
-        _loaded_at as loaded_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    signed_up_at,
+    _loaded_at as loaded_at
+from {{ source('app', 'signups') }}

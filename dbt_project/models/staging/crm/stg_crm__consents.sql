@@ -1,32 +1,17 @@
-with
+select
+    -- ids
+    consent_id,
+    contact_id,
 
-source as (
+    -- strings
+    lower(channel) as channel,
+    lower(status) as status,
+    source as consent_source,
 
-    select * from {{ source('crm', 'consents') }}
+    -- booleans
+    lower(status) = 'opted_in' as is_opted_in,
 
-),
-
-renamed as (
-
-    select
-        -- ids
-        consent_id,
-        contact_id,
-
-        -- strings
-        lower(channel) as channel,
-        lower(status) as status,
-        source as consent_source,
-
-        -- booleans
-        lower(status) = 'opted_in' as is_opted_in,
-
-        -- timestamps
-        recorded_at,
-        _loaded_at as loaded_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    recorded_at,
+    _loaded_at as loaded_at
+from {{ source('crm', 'consents') }}

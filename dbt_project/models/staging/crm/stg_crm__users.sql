@@ -1,27 +1,12 @@
-with
+select
+    -- ids
+    user_id,
 
-source as (
+    -- strings
+    full_name,
+    nullif(trim(lower(email)), '') as email,
+    lower(role) as role,
 
-    select * from {{ source('crm', 'crm_users') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        user_id,
-
-        -- strings
-        full_name,
-        nullif(trim(lower(email)), '') as email,
-        lower(role) as role,
-
-        -- timestamps
-        _loaded_at as loaded_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    _loaded_at as loaded_at
+from {{ source('crm', 'crm_users') }}

@@ -1,38 +1,23 @@
-with
+select
+    -- ids
+    ledger_id,
+    program,
+    step,
+    contact_id,
+    enrollment_id,
+    dag_run_id,
+    provider_message_id,
 
-source as (
+    -- strings
+    channel,
+    state,
+    reason,
+    template_version,
+    locale,
 
-    select * from {{ source('nurture', 'message_ledger') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        ledger_id,
-        program,
-        step,
-        contact_id,
-        enrollment_id,
-        dag_run_id,
-        provider_message_id,
-
-        -- strings
-        channel,
-        state,
-        reason,
-        template_version,
-        locale,
-
-        -- timestamps
-        due_at,
-        planned_at,
-        sent_at,
-        updated_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    due_at,
+    planned_at,
+    sent_at,
+    updated_at
+from {{ source('nurture', 'message_ledger') }}

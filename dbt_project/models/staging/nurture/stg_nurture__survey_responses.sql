@@ -1,39 +1,24 @@
-with
+select
+    -- ids
+    survey_id,
+    contact_id,
 
-source as (
+    -- strings
+    channel,
+    trigger,
+    case
+        when score >= 9 then 'promoter'
+        when score >= 7 then 'passive'
+        else 'detractor'
+    end as nps_category,
+    comment,
 
-    select * from {{ source('receiver', 'survey_responses') }}
+    -- numerics
+    score,
+    answer_count,
 
-),
-
-renamed as (
-
-    select
-        -- ids
-        survey_id,
-        contact_id,
-
-        -- strings
-        channel,
-        trigger,
-        case
-            when score >= 9 then 'promoter'
-            when score >= 7 then 'passive'
-            else 'detractor'
-        end as nps_category,
-        comment,
-
-        -- numerics
-        score,
-        answer_count,
-
-        -- timestamps
-        issued_at,
-        first_answered_at,
-        answered_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    issued_at,
+    first_answered_at,
+    answered_at
+from {{ source('receiver', 'survey_responses') }}

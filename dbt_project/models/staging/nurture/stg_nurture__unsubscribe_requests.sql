@@ -1,27 +1,12 @@
-with
+select
+    -- ids
+    token_digest as unsubscribe_request_id,
+    contact_id,
 
-source as (
+    -- strings
+    channel,
+    source as request_source,
 
-    select * from {{ source('receiver', 'unsubscribe_requests') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        token_digest as unsubscribe_request_id,
-        contact_id,
-
-        -- strings
-        channel,
-        source as request_source,
-
-        -- timestamps
-        received_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    received_at
+from {{ source('receiver', 'unsubscribe_requests') }}

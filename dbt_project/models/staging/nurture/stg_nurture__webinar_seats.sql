@@ -1,30 +1,15 @@
-with
+select
+    -- ids
+    registration_id,
+    webinar_id,
+    contact_id,
 
-source as (
+    -- strings
+    seat_status,
 
-    select * from {{ source('nurture', 'webinar_seats') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        registration_id,
-        webinar_id,
-        contact_id,
-
-        -- strings
-        seat_status,
-
-        -- timestamps
-        seated_at,
-        waitlisted_at,
-        promoted_at,
-        released_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    seated_at,
+    waitlisted_at,
+    promoted_at,
+    released_at
+from {{ source('nurture', 'webinar_seats') }}

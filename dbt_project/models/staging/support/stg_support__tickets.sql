@@ -1,32 +1,17 @@
-with
+select
+    -- ids
+    ticket_id,
+    contact_id,
 
-source as (
+    -- strings
+    subject,
+    lower(status) as status,
 
-    select * from {{ source('support', 'support_tickets') }}
+    -- booleans
+    closed_at is not null as is_closed,
 
-),
-
-renamed as (
-
-    select
-        -- ids
-        ticket_id,
-        contact_id,
-
-        -- strings
-        subject,
-        lower(status) as status,
-
-        -- booleans
-        closed_at is not null as is_closed,
-
-        -- timestamps
-        opened_at,
-        closed_at,
-        _loaded_at as loaded_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    opened_at,
+    closed_at,
+    _loaded_at as loaded_at
+from {{ source('support', 'support_tickets') }}

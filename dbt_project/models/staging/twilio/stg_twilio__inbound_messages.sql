@@ -1,44 +1,23 @@
 -- Twilio's opt-out keywords (STOP and its synonyms, OPTOUT and REVOKE since May 2025;
 -- START to opt back in), as Twilio's default Advanced Opt-Out handles them: the whole body
 -- trimmed of white space (line breaks too), any case.
-with
+select
+    -- ids
+    message_sid as twilio_message_sid,
 
-source as (
+    -- strings
+    payload ->> 'From' as from_phone,
+    body_keyword as keyword,
 
-    select * from {{ source('twilio', 'twilio_inbound_messages') }}
+    -- booleans
+    body_keyword in (
+        'STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE'
+    ) as is_opt_out,
+    body_keyword in ('START', 'YES', 'UNSTOP') as is_opt_in,
 
-),
-
-bodies as (
-
-    select
-        *,
-        upper(btrim(payload ->> 'Body', E' \t\r\n')) as body_keyword
-    from source
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        message_sid as twilio_message_sid,
-
-        -- strings
-        payload ->> 'From' as from_phone,
-        body_keyword as keyword,
-
-        -- booleans
-        body_keyword in (
-            'STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'OPTOUT', 'REVOKE'
-        ) as is_opt_out,
-        body_keyword in ('START', 'YES', 'UNSTOP') as is_opt_in,
-
-        -- timestamps
-        received_at
-
-    from bodies
-
-)
-
-select * from renamed
+    -- timestamps
+    received_at
+from (
+    select *, upper(btrim(payload ->> 'Body', E' \t\r\n')) as body_keyword
+    from {{ source('twilio', 'twilio_inbound_messages') }}
+) as bodies

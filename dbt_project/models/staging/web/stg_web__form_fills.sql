@@ -1,27 +1,12 @@
-with
+select
+    -- ids
+    fill_id,
+    contact_id,
 
-source as (
+    -- strings
+    lower(form_name) as form_name,
 
-    select * from {{ source('web', 'form_fills') }}
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        fill_id,
-        contact_id,
-
-        -- strings
-        lower(form_name) as form_name,
-
-        -- timestamps
-        filled_at,
-        _loaded_at as loaded_at
-
-    from source
-
-)
-
-select * from renamed
+    -- timestamps
+    filled_at,
+    _loaded_at as loaded_at
+from {{ source('web', 'form_fills') }}
