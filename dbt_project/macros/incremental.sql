@@ -16,45 +16,43 @@
         ~ "'::timestamptz - interval '" ~ var("incremental_lookback") ~ "'" -}}
 {% endmacro %}
 
-{#- After an incremental build of int_lead_engagement_events: drop the rows whose source
-    row is gone (provider events cleared, a visit erased), as a full refresh would. Email
-    rows are checked through the provider event's primary key; page visits and form fills,
-    which have no index to look up, only when their source now holds fewer rows. -#}
+{#- After a build of int_lead_engagement_events: drop the rows whose source row is gone
+    (provider events cleared, a message erased from the ledger, a visit erased), as a full
+    refresh would. Only the sources that lost rows since the last build are looked up
+    (source_deletions.sql). -#}
 {% macro delete_engagement_without_source() %}
-    {%- if is_incremental() %}
+    {%- set checks = [
+        ("like 'email_%'",
+         [source('sendgrid', 'sendgrid_events'), source('nurture', 'message_ledger')],
+         ref('stg_sendgrid__events') ~ ' as source inner join '
+             ~ ref('stg_nurture__message_ledger') ~ ' as ledger using (ledger_id)',
+         'sg_event_id'),
+        ("= 'webinar_attended'", [source('app', 'webinar_attendance')],
+         ref('stg_app__webinar_attendance') ~ ' as source', 'attendance_id'),
+        ("in ('page_visit', 'high_intent_page_visit')", [source('web', 'page_visits')],
+         ref('stg_web__page_visits') ~ ' as source', 'visit_id'),
+        ("= 'form_fill'", [source('web', 'form_fills')],
+         ref('stg_web__form_fills') ~ ' as source', 'fill_id')] %}
+    {%- set marks = source_deletion_marks(checks | map(attribute=1) | sum(start=[])) %}
+    {%- set lost_rows = sources_with_deletions(marks) if is_incremental() else [] %}
+    {%- for kinds, relations, source_rows, id in checks
+            if relations | map('string') | select('in', lost_rows) | list %}
     delete from {{ this }} as kept
-    where case
-        when kept.engagement_kind like 'email_%' then not exists (
-            select from {{ ref('stg_sendgrid__events') }} as events
-            inner join {{ ref('stg_nurture__message_ledger') }} as ledger using (ledger_id)
-            where events.sg_event_id = kept.source_event_id)
-        when kept.engagement_kind = 'webinar_attended' then not exists (
-            select from {{ ref('stg_app__webinar_attendance') }} as attendance
-            where attendance.attendance_id = kept.source_event_id)
-        else false
-    end;
-    {%- for kinds, relation, id, at in [
-            (['page_visit', 'high_intent_page_visit'], ref('stg_web__page_visits'),
-             'visit_id', 'visited_at'),
-            (['form_fill'], ref('stg_web__form_fills'), 'fill_id', 'filled_at')] %}
-    {%- set kind_list = "('" ~ kinds | join("', '") ~ "')" %}
-    delete from {{ this }} as kept
-    where kept.engagement_kind in {{ kind_list }}
-      and (select count(*) from {{ this }} where engagement_kind in {{ kind_list }})
-          > (select count(*) from {{ relation }}
-             where contact_id is not null and {{ at }} is not null)
-      and not exists (select from {{ relation }} as source
+    where kept.engagement_kind {{ kinds }}
+      and not exists (select from {{ source_rows }}
                       where source.{{ id }} = kept.source_event_id);
     {%- endfor %}
-    {%- endif %}
+    {{ remember_deletion_marks(marks) }}
 {% endmacro %}
 
-{#- After an incremental build of message_sends: drop the rows whose ledger row is gone,
-    as a full refresh would (the ledger keeps every decision; a test or a reset empties it). -#}
+{#- After a build of message_sends: drop the rows whose ledger row is gone, as a full
+    refresh would (the ledger keeps every decision; a test or a reset empties it). -#}
 {% macro delete_sends_without_ledger_row() %}
-    {%- if is_incremental() %}
+    {%- set marks = source_deletion_marks([source('nurture', 'message_ledger')]) %}
+    {%- if is_incremental() and sources_with_deletions(marks) %}
     delete from {{ this }} as sends
     where not exists (select from {{ ref('stg_nurture__message_ledger') }} as ledger
-                      where ledger.ledger_id = sends.ledger_id)
+                      where ledger.ledger_id = sends.ledger_id);
     {%- endif %}
+    {{ remember_deletion_marks(marks) }}
 {% endmacro %}

@@ -1,16 +1,19 @@
 -- One row per contact who activated (`activation_event`): the first time, and when their
--- activation events were last loaded. contacts and int_program_conversions both read it, so
--- a build reads the app events for it once.
+-- activation events were last loaded. contacts and int_program_conversions both read it,
+-- so a build reads the app events for it once.
 --
--- A table, rebuilt each build: the raw events have no index, so telling an erased or
--- changed activation apart (as an incremental build must) would read them all anyway.
--- A unique index holds the one row per contact as rows go in.
-{{ config(materialized='table', indexes=[{'columns': ['contact_id'], 'unique': True}]) }}
+-- Incremental: a build redoes only the contacts with an activation event loaded since the
+-- last one (app events are indexed by contact). After app events were erased, the post-hook
+-- redoes every contact, as a full refresh would.
+{{
+    config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[{'columns': ['contact_id'], 'unique': True}],
+        post_hook=["{{ recount_activations_after_deletions() }}"],
+    )
+}}
 
-select
-    contact_id,
-    min(occurred_at) as activated_at,
-    max(loaded_at) as loaded_at
-from {{ ref('stg_app__events') }}
-where event_name = '{{ var("activation_event") }}' and contact_id is not null
-group by contact_id
+{{ activations_by_contact(since_last_build=is_incremental()) }}
