@@ -492,12 +492,12 @@ def cmd_bench(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     # Airflow, dbt and GX log to stdout: into the log file, so stdout holds only the report;
-    # progress and stage names still reach the terminal.
+    # stages and their figures still reach the terminal as they end (progress bars too,
+    # unless --json).
     with (open(os.dup(2), "w") as terminal, _output_to(log_file),
           measure.progress_bars(size, terminal, quiet=args.json) as progress):
-        report = measure.run(size, progress=progress, say=(
-            (lambda line: None) if args.json
-            else lambda line: print(line, file=terminal, flush=True)))
+        report = measure.run(size, progress=progress,
+                             say=lambda line: print(line, file=terminal, flush=True))
     print(json.dumps(report, indent=2) if args.json else measure.format_table(report))
     print(f"log: {log_file}", file=sys.stderr)
     return 0
