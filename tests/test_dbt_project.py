@@ -63,7 +63,7 @@ def test_the_build_indexes_raw_tables_where_incremental_reads_need_it(built):
                      " where indrelid in ('raw.events'::regclass, 'raw.consents'::regclass)")
     assert set(indexes) == {"raw.events_event_id_idx", "raw.events__loaded_at_idx",
                             "raw.events_contact_id_idx", "raw.consents_consent_id_idx",
-                            "raw.consents__loaded_at_idx"}
+                            "raw.consents__loaded_at_idx", "raw.consents_contact_id_idx"}
 
 
 def test_a_role_that_cannot_index_a_raw_table_builds_with_a_warning(built, warehouse_url):
