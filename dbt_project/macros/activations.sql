@@ -27,7 +27,7 @@
     build (source_deletions.sql), count every contact again, as a full refresh would. -#}
 {% macro recount_activations_after_deletions() %}
     {%- set marks = source_deletion_marks([source('app', 'events')]) %}
-    {%- if is_incremental() and sources_with_deletions(marks) %}
+    {%- if sources_with_deletions(marks) %}
     delete from {{ this }};
     insert into {{ this }} (contact_id, activated_at, loaded_at)
     {{ activations_by_contact() }};

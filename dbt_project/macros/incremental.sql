@@ -34,7 +34,7 @@
         ("= 'form_fill'", [source('web', 'form_fills')],
          ref('stg_web__form_fills') ~ ' as source', 'fill_id')] %}
     {%- set marks = source_deletion_marks(checks | map(attribute=1) | sum(start=[])) %}
-    {%- set lost_rows = sources_with_deletions(marks) if is_incremental() else [] %}
+    {%- set lost_rows = sources_with_deletions(marks) %}
     {%- for kinds, relations, source_rows, id in checks
             if relations | map('string') | select('in', lost_rows) | list %}
     delete from {{ this }} as kept
@@ -49,7 +49,7 @@
     refresh would (the ledger keeps every decision; a test or a reset empties it). -#}
 {% macro delete_sends_without_ledger_row() %}
     {%- set marks = source_deletion_marks([source('nurture', 'message_ledger')]) %}
-    {%- if is_incremental() and sources_with_deletions(marks) %}
+    {%- if sources_with_deletions(marks) %}
     delete from {{ this }} as sends
     where not exists (select from {{ ref('stg_nurture__message_ledger') }} as ledger
                       where ledger.ledger_id = sends.ledger_id);

@@ -19,8 +19,9 @@
 {% endmacro %}
 
 {#- The names in `marks` whose mark is not the one this model remembered (all of them, the
-    first time). -#}
+    first time); none when the model is built whole, which leaves nothing to look for. -#}
 {% macro sources_with_deletions(marks) %}
+    {%- if not is_incremental() %}{{ return([]) }}{% endif %}
     {%- set remembered = {} %}
     {%- if execute %}
     {%- set found = run_query("select relation, mark from " ~ deletion_marks_table()
