@@ -8,6 +8,7 @@ look only at `onboarding`); each test removes its own rows.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -428,3 +429,75 @@ def test_claim_batch_takes_at_most_limit_rows_at_a_time(conn, run_id, warehouse_
     assert len(first) == 2 and len(rest) == 1
     assert {r["ledger_id"] for r in first}.isdisjoint(r["ledger_id"] for r in rest)
     assert {row["state"] for row in rows(conn).values()} >= {"sent", "sending"}
+
+
+# -- enrollment_states ------------------------------------------------------------------------
+
+
+def enrollment_states(conn, *, program: str = PROGRAM) -> dict[tuple[str, str], dict]:
+    """(contact_id, enrollment_id) -> {step: state}, as the plan reads them."""
+    with conn.cursor() as cur:
+        cur.execute("select contact_id, enrollment_id, states from nurture.enrollment_states"
+                    " where program = %s", (program,))
+        return {(contact, enrollment): states for contact, enrollment, states in cur}
+
+
+def as_the_ledger_says(conn, *, program: str = PROGRAM) -> dict[tuple[str, str], dict]:
+    with conn.cursor() as cur:
+        cur.execute("select contact_id, enrollment_id, jsonb_object_agg(step, state)"
+                    " from nurture.message_ledger where program = %s"
+                    " group by contact_id, enrollment_id", (program,))
+        return {(contact, enrollment): states for contact, enrollment, states in cur}
+
+
+def test_enrollment_states_follow_every_write_to_the_ledger(conn, run_id):
+    seed_batches(conn, run_id)
+    assert enrollment_states(conn)[("c1", "signup:c1")] == {"welcome": "planned",
+                                                           "check_in": "planned"}
+    claimed = claim(conn, run_id, "email", 0)
+    ledger.settle(conn, [Outcome(row["ledger_id"], "sent", provider_message_id="m")
+                         for row in claimed])
+    assert enrollment_states(conn)[("c1", "signup:c1")] == {"welcome": "sent",
+                                                           "check_in": "planned"}
+    with conn.cursor() as cur:
+        cur.execute("delete from nurture.message_ledger where program = %s and"
+                    " (contact_id = 'c2' or step = 'check_in')", (PROGRAM,))
+    conn.commit()
+
+    found = enrollment_states(conn)
+    assert found[("c1", "signup:c1")] == {"welcome": "sent"}
+    assert ("c2", "signup:c2") not in found  # its only row went: so did its states
+    assert found == as_the_ledger_says(conn)
+    assert enrollment_states(conn, program=OTHER_PROGRAM) == {
+        ("c5", "signup:c5"): {"welcome": "planned"}}
+
+
+def test_two_writers_of_one_enrollment_each_keep_their_step(conn, run_id, warehouse_url):
+    ledger.record(conn, [planned("c1")], dag_run_id=run_id)  # not committed yet
+    other = psycopg2.connect(warehouse_url)
+    # The other writer's merge waits for this transaction's, then adds its own step to it.
+    writing = threading.Thread(target=lambda: (
+        ledger.record(other, [planned("c1", step="check_in", channel="sms")],
+                      dag_run_id=run_id), other.commit()))
+    writing.start()
+    writing.join(timeout=0.5)
+    assert writing.is_alive()  # waiting on this enrollment's row
+    conn.commit()
+    writing.join(timeout=10)
+    other.close()
+
+    assert enrollment_states(conn) == {("c1", "signup:c1"): {"welcome": "planned",
+                                                            "check_in": "planned"}}
+
+
+def test_a_ledger_from_before_enrollment_states_gets_them_from_ensure_schema(conn, run_id):
+    seed_batches(conn, run_id)
+    with conn.cursor() as cur:
+        cur.execute("drop table nurture.enrollment_states")
+
+    ledger.ensure_schema(conn)
+    conn.commit()
+
+    assert enrollment_states(conn) == as_the_ledger_says(conn) != {}
+    assert enrollment_states(conn, program=OTHER_PROGRAM) == as_the_ledger_says(
+        conn, program=OTHER_PROGRAM)

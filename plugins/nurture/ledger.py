@@ -74,6 +74,69 @@ create index if not exists message_ledger_unfinished
 -- dbt's message_sends reads the rows changed since its last build.
 create index if not exists message_ledger_updated_at on nurture.message_ledger (updated_at);
 
+-- Each enrollment's step states, kept by the ledger's triggers in the writer's own
+-- transaction: a plan reads one row an enrollment, not the program's whole ledger (a
+-- year's sends: millions of rows). Changes are merged into the row (`||`, `-`), so two
+-- writers of one enrollment's steps each keep theirs. The ledger's key is never updated.
+do $$
+begin
+    if to_regclass('nurture.enrollment_states') is null then
+        create table nurture.enrollment_states (
+            program text not null,
+            contact_id text not null,
+            enrollment_id text not null,
+            states jsonb not null,  -- step -> state
+            primary key (program, contact_id, enrollment_id)
+        );
+        insert into nurture.enrollment_states
+        select program, contact_id, enrollment_id, jsonb_object_agg(step, state)
+          from nurture.message_ledger group by program, contact_id, enrollment_id;
+    end if;
+end $$;
+
+create or replace function nurture.enrollment_states_written() returns trigger
+language plpgsql as $$
+begin
+    insert into nurture.enrollment_states as kept (program, contact_id, enrollment_id, states)
+    select program, contact_id, enrollment_id, jsonb_object_agg(step, state)
+      from written group by program, contact_id, enrollment_id
+     order by program, contact_id, enrollment_id  -- rows locked in one order: no deadlock
+    on conflict (program, contact_id, enrollment_id)
+    do update set states = kept.states || excluded.states;
+    return null;
+end $$;
+
+create or replace function nurture.enrollment_states_deleted() returns trigger
+language plpgsql as $$
+begin
+    if tg_op = 'TRUNCATE' then
+        truncate nurture.enrollment_states;
+        return null;
+    end if;
+    update nurture.enrollment_states as kept set states = kept.states - gone.steps
+      from (select program, contact_id, enrollment_id, array_agg(step) as steps
+              from deleted group by program, contact_id, enrollment_id) as gone
+     where (kept.program, kept.contact_id, kept.enrollment_id)
+           = (gone.program, gone.contact_id, gone.enrollment_id);
+    delete from nurture.enrollment_states as kept using deleted
+     where (kept.program, kept.contact_id, kept.enrollment_id)
+           = (deleted.program, deleted.contact_id, deleted.enrollment_id)
+       and kept.states = '{}';
+    return null;
+end $$;
+
+create or replace trigger enrollment_states_inserted after insert on nurture.message_ledger
+    referencing new table as written
+    for each statement execute function nurture.enrollment_states_written();
+create or replace trigger enrollment_states_updated after update on nurture.message_ledger
+    referencing new table as written
+    for each statement execute function nurture.enrollment_states_written();
+create or replace trigger enrollment_states_deleted after delete on nurture.message_ledger
+    referencing old table as deleted
+    for each statement execute function nurture.enrollment_states_deleted();
+create or replace trigger enrollment_states_truncated after truncate on nurture.message_ledger
+    for each statement execute function nurture.enrollment_states_deleted();
+
 create table if not exists nurture.guard_results (
     program text not null,
     dag_run_id text not null,

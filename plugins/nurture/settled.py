@@ -112,39 +112,38 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
     kept = [name for name in types if name in columns]
     always = {"contact_id", "enrollment_id", *(step.anchor for step in steps)}
     classes = [_case(program, step, now, types, literal) for step in steps]
-    settled = " and ".join(["coalesce(not l.ledger_unfinished, true)",
+    settled = " and ".join(["u.contact_id is null",
                             *(f"k.plan_class_{i} is not null" for i in range(len(steps)))])
     table = f"plan_{program.name}"
-    # The laterals (not pulled up: offset 0) work out each case once per row. One process:
-    # PostgreSQL's parallel workers would each aggregate the program's whole ledger (a
-    # year's sends: a million rows) to join their share of the audience, twice the time.
+    of_program = f"program = {literal(program.name)}"
+    # Each enrollment's ledger states are one row (`ledger.SCHEMA_DDL`); what earlier runs
+    # left unfinished is few rows, read from its partial index. The laterals (not pulled
+    # up: offset 0) work out each case once per row.
     with conn.cursor() as cur:
-        cur.execute("set local max_parallel_workers_per_gather = 0")
         cur.execute(
             f"create temporary table {table} on commit drop as select "
             + ", ".join([*(f'a."{name}"' if name in always else
                            f'case when s.plan_settled then null else a."{name}" end as "{name}"'
                            for name in kept), "k.*", "s.plan_settled"])
             + f" from marts.{program.audience} as a"
-            " left join (select contact_id, enrollment_id,"
-            " jsonb_object_agg(step, state) as ledger_states,"
-            " bool_or(state in ('planned', 'sending', 'deferred')) as ledger_unfinished"
-            f" from nurture.message_ledger where program = {literal(program.name)}"
-            " group by contact_id, enrollment_id) as l using (contact_id, enrollment_id)"
+            f" left join nurture.enrollment_states as l on l.{of_program}"
+            " and l.contact_id = a.contact_id and l.enrollment_id = a.enrollment_id"
+            " left join (select distinct contact_id, enrollment_id from nurture.message_ledger"
+            f" where {of_program} and state in ('planned', 'sending', 'deferred')) as u"
+            " on u.contact_id = a.contact_id and u.enrollment_id = a.enrollment_id"
             " cross join lateral (select "
             + ", ".join([*(f"{case} as plan_class_{i}" for i, case in enumerate(classes)),
                          "true as plan_any"])
             + " offset 0) as k"
             f" cross join lateral (select {settled} as plan_settled offset 0) as s"
             f" where {where}", params)
-        cur.execute("set local max_parallel_workers_per_gather to default")
     return Settling(program=program, steps=steps, now=now, table=table, columns=kept)
 
 
 def _case(program: Program, step: Step, now: datetime, types: Mapping[str, int],
           literal) -> str:
     """The step's settled reason for a row, as SQL; null: Python decides it."""
-    state = f"l.ledger_states ->> {literal(step.name)}"
+    state = f"l.states ->> {literal(step.name)}"
     # Rows with an unfinished state are live: a state here is a final one.
     whens = [f"when {state} is not null then 'already_' || ({state})"]
     anchor = f'a."{step.anchor}"'
