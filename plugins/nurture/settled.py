@@ -25,6 +25,10 @@ from nurture.policies import LOOKAHEAD
 from nurture.program import Program, Step
 
 BOOLEAN, TIMESTAMPTZ = 16, 1184  # PostgreSQL type OIDs
+# Memory for the hash joins of the plan's transaction (`set local`): PostgreSQL's default,
+# 4 MB, spills a million-row audience to disk in 32 batches, a second of the webinar plan
+# at 1M contacts. Each of the settling statement's two hashes may take twice this.
+WORK_MEM = "128MB"
 SKIPS = ("goal_reached", "expired", "condition_not_met")  # recorded `skipped`
 NOT_DUE = "not_due"
 
@@ -120,6 +124,7 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
     # left unfinished is few rows, read from its partial index. The laterals (not pulled
     # up: offset 0) work out each case once per row.
     with conn.cursor() as cur:
+        cur.execute("select set_config('work_mem', %s, true)", (WORK_MEM,))
         cur.execute(
             f"create temporary table {table} on commit drop as select "
             + ", ".join([*(f'a."{name}"' if name in always else
