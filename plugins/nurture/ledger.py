@@ -73,6 +73,9 @@ create index if not exists message_ledger_unfinished
     on nurture.message_ledger (program) where state in ('planned', 'sending', 'deferred');
 -- dbt's message_sends reads the rows changed since its last build.
 create index if not exists message_ledger_updated_at on nurture.message_ledger (updated_at);
+-- and matches Twilio's status callbacks to their messages by SID.
+create index if not exists message_ledger_sms_sid on nurture.message_ledger (provider_message_id)
+    where channel = 'sms';
 
 -- Each enrollment's step states, kept by the ledger's triggers in the writer's own
 -- transaction: a plan reads one row an enrollment, not the program's whole ledger (a
