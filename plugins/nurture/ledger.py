@@ -220,8 +220,9 @@ def existing_states(conn, program: str, contacts: Collection[str] | None = None
     """(step, contact_id, enrollment_id) -> state, for everything already decided (for
     `contacts` only, when given: the plan asks a chunk of the audience at a time)."""
     with conn.cursor() as cur:
-        cur.execute(
-            "select step, contact_id, enrollment_id, state from nurture.message_ledger"
+        cur.execute(  # from each enrollment's one row of states, kept with the ledger
+            "select step.key, contact_id, enrollment_id, step.value"
+            " from nurture.enrollment_states cross join jsonb_each_text(states) as step"
             " where program = %s and (%s::text[] is null or contact_id = any(%s::text[]))",
             (program, _listed(contacts), _listed(contacts)),
         )
