@@ -84,6 +84,8 @@ create index if not exists message_ledger_sms_sid on nurture.message_ledger (pro
 do $$
 begin
     if to_regclass('nurture.enrollment_states') is null then
+        -- No ledger write between the fill and the triggers' creation goes unseen.
+        lock table nurture.message_ledger in share row exclusive mode;
         create table nurture.enrollment_states (
             program text not null,
             contact_id text not null,
