@@ -78,6 +78,20 @@ def test_more_targets_than_one_statement_page(conn):
     assert len(stored(conn, wanted)) == 250
 
 
+def test_codes_are_letters_and_digits_so_no_link_detector_cuts_their_end(conn):
+    """A URL ending in `-` or `_` may lose that character to a phone's link detector."""
+    codes = [code_of(url) for url in links.shorten(conn, PUBLIC_URL, targets(400)).values()]
+    assert all(code.isascii() and code.isalnum() for code in codes), codes
+
+
+def test_a_code_from_before_with_dash_or_underscore_still_resolves(conn):
+    ledger_id, target = str(uuid.uuid4()), long_url()
+    with conn.cursor() as cur:
+        cur.execute("insert into nurture.short_links (code, target, ledger_id)"
+                    " values ('old_code-12x', %s, %s)", (target, ledger_id))
+    assert links.resolve(conn, "old_code-12x") == target
+
+
 def test_nothing_to_shorten_touches_nothing():
     assert links.shorten(None, PUBLIC_URL, {}) == {}
 

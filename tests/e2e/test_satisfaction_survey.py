@@ -155,7 +155,7 @@ def runs(demo, tmp_path_factory):
         done["emails"], done["links"] = email, link
 
         sms = [m for m in sent_first if m["channel"] == "sms"]
-        short = re.findall(re.escape(providers.receiver_url) + r"/s/[A-Za-z0-9_-]{12}\b",
+        short = re.findall(re.escape(providers.receiver_url) + r"/s/[A-Za-z0-9_-]{12}(?![\w-])",
                            sms[0]["text"]) if len(sms) == 1 else []
         done["sms"], done["short"] = sms, short
         if short:
