@@ -122,7 +122,8 @@ def allocate_seats(conn, *, now: datetime, filters: Mapping[str, Any] | None = N
 
             execute_values(cur, "insert into nurture.webinar_seats (registration_id,"
                            " webinar_id, contact_id, seat_status, seated_at, waitlisted_at)"
-                           " values %s on conflict (registration_id) do nothing", new_rows)
+                           " values %s on conflict (registration_id) do nothing", new_rows,
+                           page_size=1000)
             # The plan reads the audience next, in this transaction: a query planner that
             # still takes the table for empty joins it by nested loops, for minutes at scale.
             cur.execute("analyze nurture.webinar_seats")
