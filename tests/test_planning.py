@@ -120,6 +120,31 @@ def test_settling_in_sql_decides_exactly_as_deciding_every_row_in_python(
         assert any(row[4:6] == ("skipped", "expired") for row in in_sql["recorded"])
 
 
+@pytest.mark.parametrize("as_view", [False, True], ids=["a table", "a view"])
+@pytest.mark.parametrize("few", [400, 399], ids=["its enrollments' states", "the program's"])
+def test_an_audience_of_few_enrollments_reads_their_states_only_and_settles_alike(
+        audience, monkeypatch, few, as_view):
+    """400 enrollments: at most `few`, the settling reads their states by index; more, it
+    joins the program's. An audience that is a view is read into a table first. The
+    decisions are the same every way."""
+    monkeypatch.setattr(settled, "FEW_ENROLLMENTS", few)
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        found = settled._few_enrollments(cur, f"marts.{PROGRAM.audience}")
+        assert (sorted(found) if found else found) == (
+            sorted(f"E{n}" for n in range(1, CONTACTS + 1)) if few == 400 else None)
+        if as_view:
+            cur.execute(f"alter table marts.{PROGRAM.audience} rename to audience_rows")
+            cur.execute(f"create view marts.{PROGRAM.audience} as"
+                        " select * from marts.audience_rows")
+    try:
+        assert plan(dry_run=False, in_sql=True) == plan(dry_run=False, in_sql=False)
+    finally:
+        if as_view:
+            with warehouse.connect() as conn, conn.cursor() as cur:
+                cur.execute(f"drop view marts.{PROGRAM.audience}")
+                cur.execute(f"alter table marts.audience_rows rename to {PROGRAM.audience}")
+
+
 def test_sql_settles_each_reason_it_knows_and_leaves_the_rest_to_python(audience):
     earlier_decisions()
     now = datetime.now(UTC)

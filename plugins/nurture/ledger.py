@@ -98,6 +98,10 @@ begin
           from nurture.message_ledger group by program, contact_id, enrollment_id;
     end if;
 end $$;
+-- A plan whose audience shares a few enrollments (the webinars open now) reads theirs
+-- only, not every past one's (nurture.settled).
+create index if not exists enrollment_states_by_enrollment
+    on nurture.enrollment_states (program, enrollment_id);
 
 create or replace function nurture.enrollment_states_written() returns trigger
 language plpgsql as $$

@@ -29,6 +29,10 @@ BOOLEAN, TIMESTAMPTZ = 16, 1184  # PostgreSQL type OIDs
 # 4 MB, spills a million-row audience to disk in 32 batches, a second of the webinar plan
 # at 1M contacts. Each of the settling statement's two hashes may take twice this.
 WORK_MEM = "128MB"
+# An audience with at most this many distinct enrollments (a webinar program's: the
+# webinars open now) joins those enrollments' states only, looked up by index; with more
+# (one enrollment a contact) it joins the program's.
+FEW_ENROLLMENTS = 1000
 SKIPS = ("goal_reached", "expired", "condition_not_met")  # recorded `skipped`
 NOT_DUE = "not_due"
 
@@ -118,20 +122,34 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
     classes = [_case(program, step, now, types, literal) for step in steps]
     settled = " and ".join(["u.contact_id is null",
                             *(f"k.plan_class_{i} is not null" for i in range(len(steps)))])
-    table = f"plan_{program.name}"
+    table, audience = f"plan_{program.name}", f"plan_audience_{program.name}"
     of_program = f"program = {literal(program.name)}"
-    # Each enrollment's ledger states are one row (`ledger.SCHEMA_DDL`); what earlier runs
-    # left unfinished is few rows, read from its partial index. The laterals (not pulled
-    # up: offset 0) work out each case once per row.
     with conn.cursor() as cur:
         cur.execute("select set_config('work_mem', %s, true)", (WORK_MEM,))
+        # What settling reads, and first the look for few enrollments: the narrowed
+        # audience, its columns the plan reads. An audience that is a view (computed on
+        # each read: a webinar's joins today's registrations) is read once, into a table.
+        cur.execute("select relkind in ('r', 'p', 'm') from pg_class"
+                    " where oid = to_regclass(%s)", (f"marts.{program.audience}",))
+        kind = "view" if cur.fetchone()[0] else "table"
+        cur.execute(cur.mogrify(
+            f"create temporary {kind} {audience} as select "
+            + ", ".join(f'"{name}"' for name in kept)
+            + f" from marts.{program.audience} where {where}", params))
+        states = f"l.{of_program}"
+        enrollments = _few_enrollments(cur, audience)
+        if enrollments is not None:
+            states += f" and l.enrollment_id = any({literal(enrollments)}::text[])"
+        # Each enrollment's ledger states are one row (`ledger.SCHEMA_DDL`); what earlier
+        # runs left unfinished is few rows, read from its partial index. The laterals (not
+        # pulled up: offset 0) work out each case once per row.
         cur.execute(
             f"create temporary table {table} on commit drop as select "
             + ", ".join([*(f'a."{name}"' if name in always else
                            f'case when s.plan_settled then null else a."{name}" end as "{name}"'
                            for name in kept), "k.*", "s.plan_settled"])
-            + f" from marts.{program.audience} as a"
-            f" left join nurture.enrollment_states as l on l.{of_program}"
+            + f" from {audience} as a"
+            f" left join nurture.enrollment_states as l on {states}"
             " and l.contact_id = a.contact_id and l.enrollment_id = a.enrollment_id"
             " left join (select distinct contact_id, enrollment_id from nurture.message_ledger"
             f" where {of_program} and state in ('planned', 'sending', 'deferred')) as u"
@@ -140,9 +158,18 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
             + ", ".join([*(f"{case} as plan_class_{i}" for i, case in enumerate(classes)),
                          "true as plan_any"])
             + " offset 0) as k"
-            f" cross join lateral (select {settled} as plan_settled offset 0) as s"
-            f" where {where}", params)
+            f" cross join lateral (select {settled} as plan_settled offset 0) as s")
+        cur.execute(f"drop {kind} {audience}")
     return Settling(program=program, steps=steps, now=now, table=table, columns=kept)
+
+
+def _few_enrollments(cur, audience: str) -> list[str] | None:
+    """The distinct enrollments of the `audience` table, if at most FEW_ENROLLMENTS
+    (reading no further than it takes to find more); None if more."""
+    cur.execute(f"select distinct enrollment_id from {audience}"
+                f" limit {FEW_ENROLLMENTS + 1}")
+    found = [enrollment_id for (enrollment_id,) in cur.fetchall()]
+    return found if len(found) <= FEW_ENROLLMENTS else None
 
 
 def _case(program: Program, step: Step, now: datetime, types: Mapping[str, int],
