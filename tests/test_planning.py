@@ -125,13 +125,15 @@ def test_settling_in_sql_decides_exactly_as_deciding_every_row_in_python(
 def test_an_audience_of_few_enrollments_reads_their_states_only_and_settles_alike(
         audience, monkeypatch, few, as_view):
     """400 enrollments: at most `few`, the settling reads their states by index; more, it
-    joins the program's. An audience that is a view is read into a table first. The
-    decisions are the same every way."""
+    joins the program's. The decisions are the same either way, for an audience that is
+    a table or a view."""
     monkeypatch.setattr(settled, "FEW_ENROLLMENTS", few)
     with warehouse.connect() as conn, conn.cursor() as cur:
-        found = settled._few_enrollments(cur, f"marts.{PROGRAM.audience}")
+        found = settled._few_enrollments(cur, f"marts.{PROGRAM.audience}", "true", [])
         assert (sorted(found) if found else found) == (
             sorted(f"E{n}" for n in range(1, CONTACTS + 1)) if few == 400 else None)
+        assert sorted(settled._few_enrollments(cur, f"marts.{PROGRAM.audience}",
+                                               "contact_id = %s", ["C7"])) == ["E14", "E15"]
         if as_view:
             cur.execute(f"alter table marts.{PROGRAM.audience} rename to audience_rows")
             cur.execute(f"create view marts.{PROGRAM.audience} as"

@@ -122,22 +122,12 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
     classes = [_case(program, step, now, types, literal) for step in steps]
     settled = " and ".join(["u.contact_id is null",
                             *(f"k.plan_class_{i} is not null" for i in range(len(steps)))])
-    table, audience = f"plan_{program.name}", f"plan_audience_{program.name}"
+    table = f"plan_{program.name}"
     of_program = f"program = {literal(program.name)}"
     with conn.cursor() as cur:
         cur.execute("select set_config('work_mem', %s, true)", (WORK_MEM,))
-        # What settling reads, and first the look for few enrollments: the narrowed
-        # audience, its columns the plan reads. An audience that is a view (computed on
-        # each read: a webinar's joins today's registrations) is read once, into a table.
-        cur.execute("select relkind in ('r', 'p', 'm') from pg_class"
-                    " where oid = to_regclass(%s)", (f"marts.{program.audience}",))
-        kind = "view" if cur.fetchone()[0] else "table"
-        cur.execute(cur.mogrify(
-            f"create temporary {kind} {audience} as select "
-            + ", ".join(f'"{name}"' for name in kept)
-            + f" from marts.{program.audience} where {where}", params))
         states = f"l.{of_program}"
-        enrollments = _few_enrollments(cur, audience)
+        enrollments = _few_enrollments(cur, f"marts.{program.audience}", where, params)
         if enrollments is not None:
             states += f" and l.enrollment_id = any({literal(enrollments)}::text[])"
         # Each enrollment's ledger states are one row (`ledger.SCHEMA_DDL`); what earlier
@@ -148,7 +138,7 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
             + ", ".join([*(f'a."{name}"' if name in always else
                            f'case when s.plan_settled then null else a."{name}" end as "{name}"'
                            for name in kept), "k.*", "s.plan_settled"])
-            + f" from {audience} as a"
+            + f" from marts.{program.audience} as a"
             f" left join nurture.enrollment_states as l on {states}"
             " and l.contact_id = a.contact_id and l.enrollment_id = a.enrollment_id"
             " left join (select distinct contact_id, enrollment_id from nurture.message_ledger"
@@ -158,16 +148,17 @@ def settle(conn, program: Program, steps: Sequence[Step], *, now: datetime,
             + ", ".join([*(f"{case} as plan_class_{i}" for i, case in enumerate(classes)),
                          "true as plan_any"])
             + " offset 0) as k"
-            f" cross join lateral (select {settled} as plan_settled offset 0) as s")
-        cur.execute(f"drop {kind} {audience}")
+            f" cross join lateral (select {settled} as plan_settled offset 0) as s"
+            f" where {where}", params)
     return Settling(program=program, steps=steps, now=now, table=table, columns=kept)
 
 
-def _few_enrollments(cur, audience: str) -> list[str] | None:
-    """The distinct enrollments of the `audience` table, if at most FEW_ENROLLMENTS
-    (reading no further than it takes to find more); None if more."""
-    cur.execute(f"select distinct enrollment_id from {audience}"
-                f" limit {FEW_ENROLLMENTS + 1}")
+def _few_enrollments(cur, audience: str, where: str, params: Sequence[Any]
+                     ) -> list[str] | None:
+    """The distinct enrollments of `audience` narrowed by `where`, if at most
+    FEW_ENROLLMENTS (reading no further than it takes to find more); None if more."""
+    cur.execute(f"select distinct enrollment_id from {audience} where {where}"
+                f" limit {FEW_ENROLLMENTS + 1}", params)
     found = [enrollment_id for (enrollment_id,) in cur.fetchall()]
     return found if len(found) <= FEW_ENROLLMENTS else None
 
