@@ -153,6 +153,32 @@ def at_once(count: int, work: Callable[[], object]) -> list:
     return results
 
 
+def test_each_contacts_current_registration_is_live_before_cancelled_then_latest(people):
+    """The registration a contact's webinar messages follow, when they have several."""
+    now = datetime.now(UTC)
+    a, b, c, d, e = people[:5]
+    rows = [  # (registration, contact, registered hours ago or None, cancelled)
+        ("R1", a, 5, False), ("R2", a, 1, True),    # a cancelled re-registration
+        ("R3", b, 5, True), ("R4", b, 1, False),    # registered again after cancelling
+        ("R5", c, 5, False), ("R6", c, 1, False),   # registered twice
+        ("R7", d, 2, False), ("R8", d, 2, False),   # at the same moment
+        ("R9", e, None, False), ("R10", e, 1, False),  # one without a date
+    ]
+    try:
+        for registration, contact, hours_ago, cancelled in rows:
+            execute("insert into raw.webinar_registrations values (%s, 'WTR', %s, %s, %s, %s)",
+                    (f"R-WTR-{registration}", contact,
+                     None if hours_ago is None else now - hours_ago * HOUR,
+                     now if cancelled else None, now))
+        current = dict(execute("select contact_id, registration_id"
+                               " from intermediate.int_webinar_registrants"
+                               " where webinar_id = 'WTR'"))
+    finally:
+        execute("delete from raw.webinar_registrations where webinar_id = 'WTR'")
+    assert current == {a: "R-WTR-R1", b: "R-WTR-R4", c: "R-WTR-R6", d: "R-WTR-R8",
+                       e: "R-WTR-R9"}
+
+
 def test_capacity_holds_and_the_waitlist_moves_up_in_order(people):
     r1, r2, r3, r4, r5 = add_webinar("WT01", capacity=2, contacts=people[:5])
 
