@@ -147,6 +147,28 @@ def test_an_audience_of_few_enrollments_reads_their_states_only_and_settles_alik
                 cur.execute(f"alter table marts.audience_rows rename to {PROGRAM.audience}")
 
 
+def test_the_settling_reads_the_states_of_the_enrollments_the_look_found_only(
+        audience, monkeypatch):
+    """The test above passes whether or not the look narrows the join: given a look that
+    found none of the audience's enrollments, SQL settles nothing as already decided."""
+    earlier_decisions()
+
+    def already_settled() -> int:
+        with warehouse.connect() as conn:
+            settling = settled.settle(conn, PROGRAM, PROGRAM.steps, now=datetime.now(UTC),
+                                      where="true", params=[],
+                                      types=settled.column_types(conn, PROGRAM),
+                                      columns=planner.required_columns(PROGRAM))
+            already = sum(rows for (_, reason), rows in settling.counts(conn).items()
+                          if reason.startswith("already_"))
+            conn.rollback()
+        return already
+
+    assert already_settled() > 0
+    monkeypatch.setattr(settled, "_few_enrollments", lambda *args: [])
+    assert already_settled() == 0
+
+
 def test_sql_settles_each_reason_it_knows_and_leaves_the_rest_to_python(audience):
     earlier_decisions()
     now = datetime.now(UTC)

@@ -32,9 +32,9 @@ WORK_MEM = "128MB"
 # An audience with at most this many distinct enrollments (a webinar program's: the
 # webinars open now) joins those enrollments' states only, looked up by index; with more
 # (one enrollment a contact) it joins the program's. An enrollment that joins the audience
-# between the look and the settling (a new webinar) has no states yet; were it to have
-# some, a due row is still live, decided in Python on the ledger's states, and a recorded
-# decision is never replaced (the ledger's unique key).
+# between the look and the settling (a new webinar) has no states yet. Were it to have
+# some, its rows settle as undecided: a due one goes to Python, which reads the ledger's
+# states, and a skip recorded in SQL is refused by the ledger's unique key.
 FEW_ENROLLMENTS = 1000
 SKIPS = ("goal_reached", "expired", "condition_not_met")  # recorded `skipped`
 NOT_DUE = "not_due"
