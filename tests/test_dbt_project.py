@@ -66,6 +66,15 @@ def test_the_build_indexes_raw_tables_where_incremental_reads_need_it(built):
                             "raw.consents__loaded_at_idx", "raw.consents_contact_id_idx"}
 
 
+def test_an_index_may_be_on_an_expression(built):
+    """SendGrid's events are indexed by lower(event): the consent models read the few
+    withdrawals through it instead of every event's payload."""
+    assert scalar("select indexdef from pg_indexes where schemaname = 'raw'"
+                  " and indexname = 'sendgrid_events_lower_event_idx'") == (
+        "CREATE INDEX sendgrid_events_lower_event_idx ON raw.sendgrid_events"
+        " USING btree (lower(event))")
+
+
 def test_a_role_that_cannot_index_a_raw_table_builds_with_a_warning(built, warehouse_url):
     """Where the loader owns the raw tables, dbt's role may only read them: the index is
     skipped with a warning, and on-run-start does not fail the build."""

@@ -1,5 +1,5 @@
 {#- Indexes on raw tables, declared on the source (`config.meta.indexes`, a list of column
-    lists) and made by the first build that finds one missing (on-run-start). Loaders create
+    or expression lists) and made by the first build that finds one missing (on-run-start). Loaders create
     raw tables bare; without these, each build's incremental reads (rows loaded since the
     last build) and since-last-build tests (ids of those rows) scan whole event tables.
     An index that exists costs a catalog lookup, without locking the table against loads.
@@ -9,7 +9,8 @@
     {%- if execute %}
     {%- for source in graph.sources.values() %}
     {%- for columns in source.config.meta.get('indexes', []) %}
-    {%- set index = source.identifier ~ '_' ~ columns | join('_') ~ '_idx' %}
+    {%- set key = modules.re.sub('[^A-Za-z0-9_]+', '_', columns | join('_')).rstrip('_') %}
+    {%- set index = source.identifier ~ '_' ~ key ~ '_idx' %}
     do $$
     begin
         if to_regclass('{{ source.schema }}.{{ source.identifier }}') is not null
