@@ -105,6 +105,46 @@ def test_the_funnel_keeps_stages_and_sales_feedback(built):
                 " from marts.funnel_daily_snapshot)") == [(30, 11, 4, 1)]
 
 
+def scored_event_by_event() -> list[tuple]:
+    """Each lead whose score differs from ageing every one of its events to the score's
+    time, as lead_scores did before it aged per-lead sums; [] when all agree."""
+    return rows("""
+        with events as (
+            select scores.contact_id, events.engagement_kind,
+                   events.base_weight * power(0.5, cast(extract(epoch from scores.scored_at
+                       - events.occurred_at) as float8) / 86400.0 / 14) as points
+            from marts.lead_scores as scores
+            inner join intermediate.int_lead_engagement_events as events using (contact_id)
+            where events.occurred_at <= scores.scored_at
+        ),
+        by_event as (
+            select contact_id,
+                   round(cast(coalesce(sum(points) filter (where engagement_kind like 'email_%%'),
+                                       0) as numeric), 2) as email_points,
+                   round(cast(coalesce(sum(points) filter (where engagement_kind
+                                                           like '%%page_visit'), 0)
+                              as numeric), 2) as page_visit_points,
+                   round(cast(sum(points) as numeric), 2) as engagement_score,
+                   count(*) as engagement_event_count
+            from events group by contact_id
+        )
+        select scores.contact_id
+        from marts.lead_scores as scores
+        left join by_event using (contact_id)
+        where (scores.email_points, scores.page_visit_points, scores.engagement_score,
+               scores.engagement_event_count)
+              is distinct from (coalesce(by_event.email_points, 0),
+                                coalesce(by_event.page_visit_points, 0),
+                                coalesce(by_event.engagement_score, 0),
+                                coalesce(by_event.engagement_event_count, 0))""")
+
+
+def test_every_lead_scores_as_its_events_aged_one_by_one(built):
+    assert rows("select count(*) from marts.lead_scores where engagement_event_count > 1"
+                )[0][0] > 10
+    assert scored_event_by_event() == []
+
+
 @pytest.fixture(scope="module")
 def clicked(built):
     """A fresh email click by a lead just below the threshold, then a rebuild."""
@@ -161,3 +201,18 @@ def test_the_funnel_dates_the_mql_at_the_crossing(clicked):
         "select current_stage, mql_at = (select max(scored_at) from marts.lead_score_history"
         " where contact_id = %s) from marts.lifecycle_funnel where contact_id = %s",
         contact_id, contact_id) == [("mql", True)]
+
+
+def test_an_erased_click_leaves_the_score_as_before_it(clicked):
+    """The click's SendGrid event erased, a rebuild drops the event and sums the lead's
+    engagement again: it is below the threshold once more, and every lead still scores as
+    its events would."""
+    contact_id, _ = clicked
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.sendgrid_events where payload ->> 'ledger_id' in"
+                    " (select ledger_id::text from nurture.message_ledger"
+                    "  where enrollment_id = 'test-lead-scoring')")
+    dbt_build()
+    assert rows("select is_mql, email_points > 9.9 from marts.lead_scores"
+                " where contact_id = %s", contact_id) == [(False, False)]
+    assert scored_event_by_event() == []

@@ -16,12 +16,10 @@
         ~ "'::timestamptz - interval '" ~ var("incremental_lookback") ~ "'" -}}
 {% endmacro %}
 
-{#- After a build of int_lead_engagement_events: drop the rows whose source row is gone
-    (provider events cleared, a message erased from the ledger, a visit erased), as a full
-    refresh would. Only the sources that lost rows since the last build are looked up
-    (source_deletions.sql). -#}
-{% macro delete_engagement_without_source() %}
-    {%- set checks = [
+{#- Each kind of engagement event with the sources its rows come from, the source rows as
+    a relation named `source`, and their id (the events' source_event_id). -#}
+{% macro engagement_source_checks() %}
+    {{- return([
         ("like 'email_%'",
          [source('sendgrid', 'sendgrid_events'), source('nurture', 'message_ledger')],
          ref('stg_sendgrid__events') ~ ' as source inner join '
@@ -32,10 +30,22 @@
         ("in ('page_visit', 'high_intent_page_visit')", [source('web', 'page_visits')],
          ref('stg_web__page_visits') ~ ' as source', 'visit_id'),
         ("= 'form_fill'", [source('web', 'form_fills')],
-         ref('stg_web__form_fills') ~ ' as source', 'fill_id')] %}
-    {%- set marks = source_deletion_marks(checks | map(attribute=1) | sum(start=[])) %}
+         ref('stg_web__form_fills') ~ ' as source', 'fill_id')]) }}
+{% endmacro %}
+
+{#- The source tables of the engagement events. -#}
+{% macro engagement_sources() %}
+    {{- return(engagement_source_checks() | map(attribute=1) | sum(start=[])) }}
+{% endmacro %}
+
+{#- After a build of int_lead_engagement_events: drop the rows whose source row is gone
+    (provider events cleared, a message erased from the ledger, a visit erased), as a full
+    refresh would. Only the sources that lost rows since the last build are looked up
+    (source_deletions.sql). -#}
+{% macro delete_engagement_without_source() %}
+    {%- set marks = source_deletion_marks(engagement_sources()) %}
     {%- set lost_rows = sources_with_deletions(marks) %}
-    {%- for kinds, relations, source_rows, id in checks
+    {%- for kinds, relations, source_rows, id in engagement_source_checks()
             if relations | map('string') | select('in', lost_rows) | list %}
     delete from {{ this }} as kept
     where kept.engagement_kind {{ kinds }}

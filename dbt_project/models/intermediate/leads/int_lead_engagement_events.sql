@@ -5,7 +5,8 @@
 -- them whole (a regular expression per page visit) was most of a build. Nothing reads it
 -- within a run, so a table is as live as the marts built from it. A build takes the rows
 -- loaded since its newest row (a late event is loaded late, so it is taken too), and the
--- post-hook drops rows whose source row is gone.
+-- post-hook drops rows whose source row is gone. Indexed by contact as well:
+-- int_lead_engagement_by_contact reads the events of the contacts a build brings.
 {{
     config(
         materialized='incremental',
@@ -15,6 +16,7 @@
         indexes=[
             {'columns': ['engagement_event_id'], 'unique': True},
             {'columns': ['loaded_at']},
+            {'columns': ['contact_id']},
         ],
         post_hook=["{{ delete_engagement_without_source() }}"],
     )
