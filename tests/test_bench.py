@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nurture.bench import measure
-from nurture.bench.synthetic import Size, _tables
+from nurture.bench.synthetic import Size, _last_day, _tables
 
 
 def rows_of(size: Size, table: str) -> list[tuple]:
@@ -29,6 +29,19 @@ def test_events_divide_between_activity_and_message_tables_as_asked():
                                                  "sendgrid_events"))
     assert abs(total - 20_000) < 20_000 * 0.02
     assert len(rows_of(size, "crm_contacts")) == 1_000
+
+
+def test_the_incremental_day_is_the_last_day_before_now_and_the_load_ends_before_it():
+    """A daily build finds a day already past: were its events still to come, lead scoring
+    would not count them yet and the bench would time a build unlike a real one."""
+    now, day = datetime(2026, 6, 1, tzinfo=UTC), timedelta(days=1)
+    size = Size(contacts=2_000, events=200_000)
+    loaded = [row[3] for row in rows_of(size, "page_visits")]
+    appended = [row[3] for row in _last_day(size, now)["page_visits"]()]
+    assert len(appended) > 50
+    assert max(loaded) <= now - day < min(appended) and max(appended) <= now
+    sent = [row[11] for row in _last_day(size, now)["message_ledger"]()]
+    assert now - day < min(sent) and max(sent) <= now
 
 
 def test_message_events_belong_to_emails_the_ledger_sent():

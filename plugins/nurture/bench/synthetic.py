@@ -24,7 +24,7 @@ from nurture.seed_surveys import ACCOUNT_MANAGERS, USERS
 from nurture.webhooks.storage import PROVIDER_EVENT_TABLES
 
 CHUNK = 20_000  # contacts per generated chunk
-SPAN = timedelta(days=365)  # activity falls within the year before `now`
+SPAN = timedelta(days=365)  # activity falls within the year before `now` (load: a day less)
 # An event is loaded this long after it happens, as a loader that runs all year would (not
 # the whole year at `now`: incremental models read what was loaded since their last build).
 LOAD_LAG = timedelta(minutes=5)
@@ -92,18 +92,23 @@ def expected_rows(size: Size, table: str) -> int | None:
 
 
 def append_day(conn, size: Size, *, now: datetime) -> int:
-    """One more day after `now` of activity, of sent emails and of their SendGrid events
-    (for an incremental build); returns the rows added."""
-    day = Size(size.contacts, round(size.events * timedelta(days=1) / SPAN), size.seed + 1)
-    end, span = now + timedelta(days=1), timedelta(days=1)
+    """The last day before `now` of activity, of sent emails and of their SendGrid events,
+    after the year `load` ended a day earlier (for an incremental build); returns the rows
+    added. A day already past, as a daily build finds it: a day to come would be events
+    lead scoring does not count yet."""
     added = 0
     with conn.cursor() as cur:
-        for table, rows in _activity_and_emails(day, end, span=span, prefix="D").items():
+        for table, rows in _last_day(size, now).items():
             stream = _LineStream(rows(), lambda n: None)
             cur.copy_expert(f"copy {_relation(table)} from stdin", stream)
             added += stream.rows
             cur.execute(f"analyze {_relation(table).split()[0]}")
     return added
+
+
+def _last_day(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]]]:
+    day = Size(size.contacts, round(size.events * timedelta(days=1) / SPAN), size.seed + 1)
+    return _activity_and_emails(day, now, span=timedelta(days=1), prefix="D")
 
 
 def _relation(table: str) -> str:
@@ -123,7 +128,8 @@ def _tables(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]
         "support_tickets": lambda: _support_tickets(size, now),
         "webinars": lambda: _webinars(now),
         "webinar_registrations": lambda: _registrations(size, now),
-        **_activity_and_emails(size, now, span=SPAN, prefix="E"),
+        # the year up to a day ago: append_day adds the last day
+        **_activity_and_emails(size, now - timedelta(days=1), span=SPAN, prefix="E"),
     }
 
 
