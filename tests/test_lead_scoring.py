@@ -216,3 +216,20 @@ def test_an_erased_click_leaves_the_score_as_before_it(clicked):
     assert rows("select is_mql, email_points > 9.9 from marts.lead_scores"
                 " where contact_id = %s", contact_id) == [(False, False)]
     assert scored_event_by_event() == []
+
+
+def test_an_event_erased_before_the_lookback_still_leaves_the_sums(built):
+    """With no lookback, a build sums again only the contacts with newer loads: a visit
+    erased at the source leaves the lead's sums through the deletion marks the engagement
+    table remembered."""
+    hot = leads_of(built, "hot")[0]
+    [(visit_id, count)] = rows(
+        "select visit_id, (select engagement_event_count from marts.lead_scores"
+        " where contact_id = %s) from raw.page_visits where contact_id = %s"
+        " order by visited_at desc limit 1", hot, hot)
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.page_visits where visit_id = %s", (visit_id,))
+    dbt_build("--vars", '{"incremental_lookback": "0 seconds"}')
+    assert rows("select engagement_event_count from marts.lead_scores where contact_id = %s",
+                hot) == [(count - 1,)]
+    assert scored_event_by_event() == []

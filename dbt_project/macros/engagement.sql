@@ -47,11 +47,13 @@ from aged
 group by contact_id
 {% endmacro %}
 
-{#- After a build of int_lead_engagement_by_contact: when a source of the engagement events
-    lost rows since the last build (source_deletions.sql), sum every contact again, as a full
-    refresh would: int_lead_engagement_events dropped those events. -#}
+{#- After a build of int_lead_engagement_by_contact: when int_lead_engagement_events dropped
+    events whose source row was gone since the sums' last build, sum every contact again, as
+    a full refresh would. Told by the sources' deletion marks that table remembered
+    (source_deletions.sql), not fresh ones: a row erased after it looked is dropped by its
+    next build, and the sums must follow then. -#}
 {% macro resum_engagement_after_deletions() %}
-    {%- set marks = source_deletion_marks(engagement_sources()) %}
+    {%- set marks = remembered_deletion_marks('int_lead_engagement_events') %}
     {%- if sources_with_deletions(marks) %}
     delete from {{ this }};
     insert into {{ this }}

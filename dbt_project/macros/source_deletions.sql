@@ -22,17 +22,23 @@
     first time); none when the model is built whole, which leaves nothing to look for. -#}
 {% macro sources_with_deletions(marks) %}
     {%- if not is_incremental() %}{{ return([]) }}{% endif %}
-    {%- set remembered = {} %}
-    {%- if execute %}
-    {%- set found = run_query("select relation, mark from " ~ deletion_marks_table()
-                              ~ " where model = '" ~ this.identifier ~ "'") %}
-    {%- for relation, mark in found.rows %}{% do remembered.update({relation: mark}) %}{% endfor %}
-    {%- endif %}
+    {%- set remembered = remembered_deletion_marks(this.identifier) %}
     {%- set changed = [] %}
     {%- for relation, mark in marks.items() if remembered.get(relation) != mark %}
     {%- do changed.append(relation) %}
     {%- endfor %}
     {{- return(changed) }}
+{% endmacro %}
+
+{#- The marks `model` remembered at its last build, by relation name. -#}
+{% macro remembered_deletion_marks(model) %}
+    {%- set remembered = {} %}
+    {%- if execute %}
+    {%- set found = run_query("select relation, mark from " ~ deletion_marks_table()
+                              ~ " where model = '" ~ model ~ "'") %}
+    {%- for relation, mark in found.rows %}{% do remembered.update({relation: mark}) %}{% endfor %}
+    {%- endif %}
+    {{- return(remembered) }}
 {% endmacro %}
 
 {#- Statements that remember `marks` for this model's next build. -#}
