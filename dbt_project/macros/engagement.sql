@@ -34,10 +34,7 @@ aged as (
 
 select
     contact_id,
-    sum(points) filter (where engagement_kind like 'email_%') as email_points,
-    sum(points) filter (where engagement_kind = 'webinar_attended') as webinar_points,
-    sum(points) filter (where engagement_kind like '%page_visit') as page_visit_points,
-    sum(points) filter (where engagement_kind = 'form_fill') as form_fill_points,
+    {{ points_by_component() }},
     sum(points) as engagement_points,
     count(*) as engagement_event_count,
     max(last_engaged_at) as last_engaged_at,
@@ -68,4 +65,13 @@ group by contact_id
 {% macro decay(interval) -%}
     power(0.5, least(cast(extract(epoch from {{ interval }}) as float8) / 86400.0
                      / {{ var('lead_engagement_half_life_days') }}, 1000))
+{%- endmacro %}
+
+{#- `points` summed per component of the score (lead_scores' columns), events' kinds
+    grouped as scoring groups them. -#}
+{% macro points_by_component() -%}
+    sum(points) filter (where engagement_kind like 'email_%') as email_points,
+    sum(points) filter (where engagement_kind = 'webinar_attended') as webinar_points,
+    sum(points) filter (where engagement_kind like '%page_visit') as page_visit_points,
+    sum(points) filter (where engagement_kind = 'form_fill') as form_fill_points
 {%- endmacro %}

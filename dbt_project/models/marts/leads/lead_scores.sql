@@ -90,10 +90,7 @@ engagement as (
     union all
     select
         contact_id,
-        sum(points) filter (where engagement_kind like 'email_%') as email_points,
-        sum(points) filter (where engagement_kind = 'webinar_attended') as webinar_points,
-        sum(points) filter (where engagement_kind like '%page_visit') as page_visit_points,
-        sum(points) filter (where engagement_kind = 'form_fill') as form_fill_points,
+        {{ points_by_component() }},
         sum(points) as engagement_score,
         count(*) as engagement_event_count,
         max(occurred_at) as last_engaged_at
