@@ -5,8 +5,9 @@
 -- them whole (a regular expression per page visit) was most of a build. Nothing reads it
 -- within a run, so a table is as live as the marts built from it. A build takes the rows
 -- loaded since its newest row (a late event is loaded late, so it is taken too), and the
--- post-hook drops rows whose source row is gone. Indexed by contact as well:
--- int_lead_engagement_by_contact reads the events of the contacts a build brings.
+-- post-hook drops rows whose source row is gone. Indexed by contact, newest first, as
+-- well: int_lead_engagement_by_contact reads the events of the contacts a build brings,
+-- and nurture_audience each lead's five latest.
 {{
     config(
         materialized='incremental',
@@ -16,7 +17,7 @@
         indexes=[
             {'columns': ['engagement_event_id'], 'unique': True},
             {'columns': ['loaded_at']},
-            {'columns': ['contact_id']},
+            {'columns': ['contact_id', 'occurred_at desc', 'engagement_event_id']},
         ],
         post_hook=["{{ delete_engagement_without_source() }}"],
     )
