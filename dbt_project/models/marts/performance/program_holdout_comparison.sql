@@ -18,32 +18,20 @@ conversions as (
 
 ),
 
-enrollments as (
-
-    select
-        program,
-        contact_id,
-        enrollment_id,
-        coalesce(bool_or(reason = 'held_out'), false) as is_held_out,
-        min(due_at) as first_due_at
-    from sends
-    group by program, contact_id, enrollment_id
-
-),
-
 contacts as (
 
     -- Held out of the program once held out of any message: a transactional message
-    -- (a webinar confirmation) may still reach them.
+    -- (a webinar confirmation) may still reach them. Converted when an enrollment reached
+    -- the goal at or after its first due message, which is when it did so after any of its
+    -- messages' due times: no per-enrollment step over millions of messages.
     select
-        enrollments.program,
-        enrollments.contact_id,
-        bool_or(enrollments.is_held_out) as is_held_out,
-        coalesce(bool_or(conversions.converted_at >= enrollments.first_due_at), false)
-            as has_converted
-    from enrollments
+        sends.program,
+        sends.contact_id,
+        coalesce(bool_or(sends.reason = 'held_out'), false) as is_held_out,
+        coalesce(bool_or(conversions.converted_at >= sends.due_at), false) as has_converted
+    from sends
     left join conversions using (program, contact_id, enrollment_id)
-    group by enrollments.program, enrollments.contact_id
+    group by sends.program, sends.contact_id
 
 ),
 
