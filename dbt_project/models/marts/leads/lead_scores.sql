@@ -5,7 +5,9 @@
 {%- set as_of = var('lead_scores_as_of') %}
 with
 
-contacts as (
+-- Not materialised: PostgreSQL would guess a materialised CTE holds 200 rows and look
+-- each lead's sums up by index (200k lookups) rather than hash them.
+contacts as not materialized (
 
     select contact_id
     from {{ ref('contacts') }}
