@@ -282,3 +282,52 @@ def test_raw_ids_are_checked_since_the_last_build_and_in_full_on_a_full_refresh(
         with warehouse.connect() as conn, conn.cursor() as cur:
             cur.execute("delete from raw.page_visits where url = %s", (DUPLICATE_URL,))
     assert source_test_failures("--full-refresh") == {failing: 0}
+
+
+def filtered_test_failures(*args: str) -> dict[str, int]:
+    """`dbt build` of the tests whose `where` reads only rows loaded since the last build
+    (`__last_build__`); failing rows per test."""
+    subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
+         "source:web.page_visits", "source:sendgrid.sendgrid_events", *args],
+        capture_output=True, text=True)
+    run = json.loads((settings.DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
+    return {name: r["failures"] for r in run["results"]
+            for name in ("not_null_web_page_visits_contact_id", "accepted_values_sendgri")
+            if name in r["unique_id"]}
+
+
+def test_big_raw_tables_are_tested_since_the_last_build_and_in_full_on_a_full_refresh(built):
+    """A visit with no contact and an event SendGrid never sends: an incremental build's
+    tests catch them when loaded since the last build, pass them when loaded before (the
+    build that read them checked them), and a full refresh reads every row."""
+    now = built["now"]
+    marked = subprocess.run(  # the marks an earlier build leaves
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
+         "int_source_load_watermarks"], capture_output=True, text=True)
+    assert marked.returncode == 0, marked.stdout + marked.stderr
+    failing = {"not_null_web_page_visits_contact_id": 1, "accepted_values_sendgri": 1}
+    passing = dict.fromkeys(failing, 0)
+
+    def load_at(at) -> None:
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute("update raw.page_visits set _loaded_at = %s where url = %s",
+                        (at, DUPLICATE_URL))
+            cur.execute("update raw.sendgrid_events set received_at = %s"
+                        " where sg_event_id = 'test-unknown-event'", (at,))
+
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("insert into raw.page_visits values (%s, null, %s, %s, %s)",
+                    (f"v-{uuid.uuid4()}", DUPLICATE_URL, now, now + DAY))
+        cur.execute("insert into raw.sendgrid_events (sg_event_id, event, payload, received_at)"
+                    " values ('test-unknown-event', 'Mystery', '{}', %s)", (now + DAY,))
+    try:
+        assert filtered_test_failures() == failing
+        load_at(now - 3 * DAY)
+        assert filtered_test_failures() == passing
+        assert filtered_test_failures("--full-refresh") == failing
+    finally:
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute("delete from raw.page_visits where url = %s", (DUPLICATE_URL,))
+            cur.execute("delete from raw.sendgrid_events where sg_event_id = 'test-unknown-event'")
+    assert filtered_test_failures("--full-refresh") == passing
