@@ -4,9 +4,12 @@
 -- from the CRM when the contact is in it now, else from scoring and sales feedback.
 with
 
+-- The CRM's stage from its deduplicated exports, as marts.contacts has it: the funnel
+-- need not wait for contacts' consent.
 contacts as (
 
-    select * from {{ ref('contacts') }}
+    select contact_id, lifecycle_stage, lifecycle_stage_changed_at
+    from {{ ref('int_contacts_deduplicated') }}
 
 ),
 

@@ -5,12 +5,13 @@
 {%- set as_of = var('lead_scores_as_of') %}
 with
 
--- Not materialised: PostgreSQL would guess a materialised CTE holds 200 rows and look
--- each lead's sums up by index (200k lookups) rather than hash them.
-contacts as not materialized (
+-- The leads: contacts in a scored stage, from the CRM's deduplicated exports rather than
+-- marts.contacts (the same stage), so scoring, and the conversions and marts after it,
+-- need not wait for contacts' consent.
+leads as (
 
     select contact_id
-    from {{ ref('contacts') }}
+    from {{ ref('int_contacts_deduplicated') }}
     where lifecycle_stage in ('{{ var("lead_scoring_stages") | join("', '") }}')
 
 ),
@@ -31,9 +32,11 @@ scoring_time as (
 sums as (
 
     -- each lead's points aged to its latest event (int_lead_engagement_by_contact)
+    -- joined, not `in (select ...)`: PostgreSQL would guess 200 leads and look each one's
+    -- sums up by index (200k lookups) rather than hash them
     select sums.*
     from {{ ref('int_lead_engagement_by_contact') }} as sums
-    where contact_id in (select contact_id from contacts)
+    inner join leads using (contact_id)
 
 ),
 
@@ -104,7 +107,7 @@ engagement as (
 scored as (
 
     select
-        contacts.contact_id,
+        leads.contact_id,
         -- fit
         coalesce(fit.seniority_points, 0) as seniority_points,
         coalesce(fit.job_function_points, 0) as job_function_points,
@@ -125,7 +128,7 @@ scored as (
         fit.submitted_at as profile_submitted_at,
         engagement.last_engaged_at,
         scoring_time.scored_at
-    from contacts
+    from leads
     cross join scoring_time
     left join fit using (contact_id)
     left join engagement using (contact_id)
