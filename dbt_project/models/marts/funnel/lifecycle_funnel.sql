@@ -1,15 +1,12 @@
 -- One row per contact: when they reached each stage of lead → MQL → sales accepted →
 -- opportunity → customer, days between stages, where they stand now, and what sales said.
--- The CRM exports only the current stage with its change time, so a stage's time comes
--- from the CRM when the contact is in it now, else from scoring and sales feedback.
+-- The stages outside the score come from int_lead_stage_evidence (the CRM, the forms,
+-- sales); the MQL from scoring, else from the CRM.
 with
 
--- The CRM's stage from its deduplicated exports, as marts.contacts has it: the funnel
--- need not wait for contacts' consent.
-contacts as (
+evidence as (
 
-    select contact_id, lifecycle_stage, lifecycle_stage_changed_at
-    from {{ ref('int_contacts_deduplicated') }}
+    select * from {{ ref('int_lead_stage_evidence') }}
 
 ),
 
@@ -28,108 +25,19 @@ first_mql as (
 
 ),
 
-form_fills as (
-
-    select contact_id, min(filled_at) as first_filled_at
-    from {{ ref('stg_web__form_fills') }}
-    group by contact_id
-
-),
-
-profiles as (
-
-    select contact_id, submitted_at
-    from {{ ref('stg_web__lead_profiles') }}
-
-),
-
-feedback as (
-
-    select
-        contact_id,
-        min(recorded_at) as first_sales_feedback_at,
-        min(recorded_at) filter (where outcome = 'accepted') as accepted_at,
-        min(recorded_at) filter (where outcome in ('won', 'lost')) as closed_at,
-        min(recorded_at) filter (where outcome = 'won') as won_at,
-        max(recorded_at) filter (where outcome = 'rejected') as rejected_at,
-        max(recorded_at) filter (where outcome = 'recycled') as recycled_at,
-        max(recorded_at) filter (where outcome = 'lost') as lost_at
-    from {{ ref('stg_crm__sales_feedback') }}
-    group by contact_id
-
-),
-
-latest_feedback as (
-
-    select distinct on (contact_id)
-        contact_id,
-        outcome as latest_sales_outcome,
-        recorded_at as latest_sales_outcome_at
-    from {{ ref('stg_crm__sales_feedback') }}
-    order by contact_id, recorded_at desc, feedback_id desc
-
-),
-
-rejections as (
-
-    select distinct on (contact_id)
-        contact_id,
-        reason as rejection_reason
-    from {{ ref('stg_crm__sales_feedback') }}
-    where outcome = 'rejected'
-    order by contact_id, recorded_at desc, feedback_id desc
-
-),
-
 stages as (
 
     select
-        contacts.contact_id,
-        contacts.lifecycle_stage as crm_lifecycle_stage,
+        evidence.*,
         least(
-            case when contacts.lifecycle_stage = 'lead' then contacts.lifecycle_stage_changed_at end,
-            profiles.submitted_at,
-            form_fills.first_filled_at
-        ) as lead_at,
-        least(
-            case when contacts.lifecycle_stage = 'mql' then contacts.lifecycle_stage_changed_at end,
+            evidence.crm_mql_at,
             first_mql.crossed_at,
             case when scores.is_mql then scores.scored_at end
         ) as scored_mql_at,
-        least(
-            case when contacts.lifecycle_stage = 'sql' then contacts.lifecycle_stage_changed_at end,
-            feedback.accepted_at
-        ) as sales_accepted_at,
-        -- a deal is won or lost only once it was an opportunity: the earliest evidence
-        least(
-            case
-                when contacts.lifecycle_stage = 'opportunity'
-                    then contacts.lifecycle_stage_changed_at
-            end,
-            feedback.closed_at
-        ) as opportunity_at,
-        least(
-            case
-                when contacts.lifecycle_stage = 'customer' then contacts.lifecycle_stage_changed_at
-            end,
-            feedback.won_at
-        ) as customer_at,
-        scores.is_mql as is_mql_now,
-        feedback.first_sales_feedback_at,
-        feedback.rejected_at,
-        feedback.recycled_at,
-        feedback.lost_at,
-        rejections.rejection_reason,
-        latest_feedback.latest_sales_outcome,
-        latest_feedback.latest_sales_outcome_at
-    from contacts
+        scores.is_mql as is_mql_now
+    from evidence
     left join scores using (contact_id)
     left join first_mql using (contact_id)
-    left join form_fills using (contact_id)
-    left join profiles using (contact_id)
-    left join feedback using (contact_id)
-    left join latest_feedback using (contact_id)
-    left join rejections using (contact_id)
 
 ),
 

@@ -16,9 +16,10 @@ scores as (
 
 ),
 
-funnel as (
+-- When each lead entered and what sales said last (what the funnel's stages come from).
+evidence as (
 
-    select * from {{ ref('lifecycle_funnel') }}
+    select * from {{ ref('int_lead_stage_evidence') }}
 
 ),
 
@@ -87,12 +88,12 @@ cycles as (
         scores.contact_id,
         -- A recycled lead comes back after the cooldown; otherwise since it became a lead.
         case
-            when funnel.latest_sales_outcome = 'recycled'
-                then funnel.recycled_at
+            when evidence.latest_sales_outcome = 'recycled'
+                then evidence.recycled_at
                     + interval '1 day' * {{ var('nurture_recycle_cooldown_days') }}
-            else coalesce(funnel.lead_at, contacts.created_at)
+            else coalesce(evidence.lead_at, contacts.created_at)
         end as enrolled_at,
-        funnel.latest_sales_outcome = 'recycled' as is_recycled,
+        evidence.latest_sales_outcome = 'recycled' as is_recycled,
         scores.is_mql,
         scores.total_score,
         scores.fit_score,
@@ -104,9 +105,9 @@ cycles as (
         scores.last_engaged_at
     from scores
     inner join contacts using (contact_id)
-    left join funnel using (contact_id)
+    left join evidence using (contact_id)
     -- Sales has it (accepted, won, lost) or turned it down (rejected): not marketing's.
-    where funnel.latest_sales_outcome is null or funnel.latest_sales_outcome = 'recycled'
+    where evidence.latest_sales_outcome is null or evidence.latest_sales_outcome = 'recycled'
 
 ),
 
