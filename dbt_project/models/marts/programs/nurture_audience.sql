@@ -23,7 +23,9 @@ evidence as (
 
 ),
 
-contacts as (
+-- Not materialised: read twice, a materialised CTE would copy and sort all 1M contacts
+-- to join the 200k leads, where inlined it hashes them (1.7 s of 11).
+contacts as not materialized (
 
     select * from {{ ref('contacts') }}
 
