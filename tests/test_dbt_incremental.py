@@ -241,14 +241,22 @@ def test_erased_source_rows_leave_the_incremental_tables_as_a_full_refresh_would
 DUPLICATE_URL = "https://nurture.example/duplicate"  # marks the rows the test below adds
 
 
-def source_test_failures(*args: str) -> dict[str, int]:
-    """`dbt build` of the page-visit source's tests; failing rows per uniqueness test."""
+def failing_rows(select: list[str], tests: list[str], *args: str) -> dict[str, int]:
+    """`dbt build -s <select>`; the failing rows of each of `tests`, by name."""
     subprocess.run(
-        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
-         "source:web.page_visits", *args], capture_output=True, text=True)
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s", *select, *args],
+        capture_output=True, text=True)
     run = json.loads((settings.DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
     return {r["unique_id"].split(".")[2]: r["failures"] for r in run["results"]
-            if "unique" in r["unique_id"]}
+            if r["unique_id"].split(".")[2] in tests}
+
+
+def leave_marks() -> None:
+    """The marks an earlier build leaves (int_source_load_watermarks)."""
+    marked = subprocess.run(
+        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
+         "int_source_load_watermarks"], capture_output=True, text=True)
+    assert marked.returncode == 0, marked.stdout + marked.stderr
 
 
 def test_raw_ids_are_checked_since_the_last_build_and_in_full_on_a_full_refresh(built):
@@ -256,10 +264,11 @@ def test_raw_ids_are_checked_since_the_last_build_and_in_full_on_a_full_refresh(
     an old id; it reads no older rows (what makes it cheap), and a full refresh reads them
     all, so it catches two old rows sharing an id."""
     now, failing = built["now"], "source_unique_since_last_build_web_page_visits_visit_id"
-    marked = subprocess.run(  # the marks an earlier build leaves
-        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
-         "int_source_load_watermarks"], capture_output=True, text=True)
-    assert marked.returncode == 0, marked.stdout + marked.stderr
+
+    def source_test_failures(*args: str) -> dict[str, int]:
+        return failing_rows(["source:web.page_visits"], [failing], *args)
+
+    leave_marks()
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("select visit_id, contact_id, visited_at from raw.page_visits"
                     " where _loaded_at < %s order by visit_id limit 1", (now - DAY,))
@@ -284,17 +293,14 @@ def test_raw_ids_are_checked_since_the_last_build_and_in_full_on_a_full_refresh(
     assert source_test_failures("--full-refresh") == {failing: 0}
 
 
+UNKNOWN_EVENT = "test-unknown-event"  # the SendGrid event the test below adds
+FILTERED_TESTS = ["source_not_null_web_page_visits_contact_id", "sendgrid_event_names_are_known"]
+
+
 def filtered_test_failures(*args: str) -> dict[str, int]:
-    """`dbt build` of the tests whose `where` reads only rows loaded since the last build
-    (`__last_build__`); failing rows per test."""
-    subprocess.run(
-        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
-         "source:web.page_visits", "source:sendgrid.sendgrid_events", *args],
-        capture_output=True, text=True)
-    run = json.loads((settings.DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
-    return {name: r["failures"] for r in run["results"]
-            for name in ("not_null_web_page_visits_contact_id", "accepted_values_sendgri")
-            if name in r["unique_id"]}
+    """The tests whose `where` reads only rows loaded since the last build (`__last_build__`)."""
+    return failing_rows(["source:web.page_visits", "source:sendgrid.sendgrid_events"],
+                         FILTERED_TESTS, *args)
 
 
 def test_big_raw_tables_are_tested_since_the_last_build_and_in_full_on_a_full_refresh(built):
@@ -302,25 +308,22 @@ def test_big_raw_tables_are_tested_since_the_last_build_and_in_full_on_a_full_re
     tests catch them when loaded since the last build, pass them when loaded before (the
     build that read them checked them), and a full refresh reads every row."""
     now = built["now"]
-    marked = subprocess.run(  # the marks an earlier build leaves
-        [sys.executable, "-m", "nurture.cli", "dbt", "build", "--quiet", "-s",
-         "int_source_load_watermarks"], capture_output=True, text=True)
-    assert marked.returncode == 0, marked.stdout + marked.stderr
-    failing = {"not_null_web_page_visits_contact_id": 1, "accepted_values_sendgri": 1}
-    passing = dict.fromkeys(failing, 0)
+    leave_marks()
+    failing = dict.fromkeys(FILTERED_TESTS, 1)
+    passing = dict.fromkeys(FILTERED_TESTS, 0)
 
     def load_at(at) -> None:
         with warehouse.connect() as conn, conn.cursor() as cur:
             cur.execute("update raw.page_visits set _loaded_at = %s where url = %s",
                         (at, DUPLICATE_URL))
-            cur.execute("update raw.sendgrid_events set received_at = %s"
-                        " where sg_event_id = 'test-unknown-event'", (at,))
+            cur.execute("update raw.sendgrid_events set received_at = %s where sg_event_id = %s",
+                        (at, UNKNOWN_EVENT))
 
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute("insert into raw.page_visits values (%s, null, %s, %s, %s)",
                     (f"v-{uuid.uuid4()}", DUPLICATE_URL, now, now + DAY))
         cur.execute("insert into raw.sendgrid_events (sg_event_id, event, payload, received_at)"
-                    " values ('test-unknown-event', 'Mystery', '{}', %s)", (now + DAY,))
+                    " values (%s, 'Mystery', '{}', %s)", (UNKNOWN_EVENT, now + DAY))
     try:
         assert filtered_test_failures() == failing
         load_at(now - 3 * DAY)
@@ -329,5 +332,5 @@ def test_big_raw_tables_are_tested_since_the_last_build_and_in_full_on_a_full_re
     finally:
         with warehouse.connect() as conn, conn.cursor() as cur:
             cur.execute("delete from raw.page_visits where url = %s", (DUPLICATE_URL,))
-            cur.execute("delete from raw.sendgrid_events where sg_event_id = 'test-unknown-event'")
+            cur.execute("delete from raw.sendgrid_events where sg_event_id = %s", (UNKNOWN_EVENT,))
     assert filtered_test_failures("--full-refresh") == passing
