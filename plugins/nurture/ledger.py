@@ -315,12 +315,21 @@ def claim_batch(conn, *, program: str, dag_run_id: str, channel: str, batch_no: 
     key = (program, dag_run_id, channel, batch_no)
     with conn.cursor() as cur:
         if new_attempt:
+            # Locked in ledger_id order, as settle locks: the attempt still sending these
+            # rows may be settling them, and two orders would deadlock.
             cur.execute(
                 """
-                update nurture.message_ledger
+                with stale as materialized (
+                    select ledger_id from nurture.message_ledger
+                     where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
+                       and state = 'sending'
+                     order by ledger_id
+                       for update
+                )
+                update nurture.message_ledger as ledger
                    set state = 'unknown', reason = 'interrupted_during_send', updated_at = now()
-                 where program = %s and dag_run_id = %s and channel = %s and batch_no = %s
-                   and state = 'sending'
+                  from stale
+                 where ledger.ledger_id = stale.ledger_id
                 """,
                 key,
             )
@@ -428,11 +437,14 @@ def close(conn, closures: Sequence[tuple[str, str, str]]) -> None:
 
 
 def settle(conn, outcomes: Iterable[Outcome]) -> None:
-    """Write the outcomes of a dispatched batch in one statement."""
-    rows = [
-        (o.ledger_id, o.state, o.reason, o.provider_message_id, o.template_version)
-        for o in outcomes
-    ]
+    """Write the outcomes of a dispatched batch in one statement. Rows are locked in
+    ledger_id order, as a new attempt's claim locks the rows it finds still sending: in two
+    orders, an attempt settling while a retry starts would deadlock."""
+    rows = sorted(
+        ((o.ledger_id, o.state, o.reason, o.provider_message_id, o.template_version)
+         for o in outcomes),
+        key=lambda row: row[0],
+    )
     if not rows:
         return
     with conn.cursor() as cur:
@@ -446,9 +458,17 @@ def settle(conn, outcomes: Iterable[Outcome]) -> None:
                    template_version = outcome.template_version,
                    sent_at = case when outcome.state = 'sent' then now() end,
                    updated_at = now()
-              from (values %s) as outcome (ledger_id, state, reason, provider_message_id,
-                                           template_version)
-             where ledger.ledger_id = outcome.ledger_id::uuid
+              from (
+                  select locked.ledger_id, written.state, written.reason,
+                         written.provider_message_id, written.template_version
+                    from nurture.message_ledger as locked
+                    join (values %s) as written (ledger_id, state, reason, provider_message_id,
+                                                 template_version)
+                      on locked.ledger_id = written.ledger_id::uuid
+                   order by locked.ledger_id
+                     for update of locked
+              ) as outcome
+             where ledger.ledger_id = outcome.ledger_id
                -- or marked interrupted by a retry while this attempt still held the row:
                -- only the attempt that claimed it knows its id, and what it learnt stands
                and (ledger.state = 'sending'
