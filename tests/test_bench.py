@@ -40,6 +40,11 @@ def test_the_incremental_day_is_the_last_day_before_now_and_the_load_ends_before
     appended = [row[3] for row in _last_day(size, now)["page_visits"]()]
     assert len(appended) > 50
     assert max(loaded) <= now - day < min(appended) and max(appended) <= now
+    # the CRM's last sync, beyond the incremental lookback (an hour) of the bench's build
+    assert max(row[-2] for row in rows_of(size, "crm_contacts")) <= now - timedelta(hours=2)
+    # the day as a load after that build brings it
+    later = now + timedelta(minutes=5)
+    assert {row[4] for row in _last_day(size, now, loaded_at=later)["page_visits"]()} == {later}
     sent = [row[11] for row in _last_day(size, now)["message_ledger"]()]
     assert now - day < min(sent) and max(sent) <= now
 

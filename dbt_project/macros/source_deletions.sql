@@ -54,8 +54,9 @@
     {{- return(generate_schema_name('intermediate', none) | trim ~ '.source_deletion_marks') }}
 {% endmacro %}
 
-{#- on-run-start: the table of marks, made before the models that use it run side by side
-    (a build starting at the same moment may make it first). -#}
+{#- on-run-start: the tables of marks (and build_marks, changed_contacts.sql), made before
+    the models that use them run side by side (a build starting at the same moment may make
+    them first). -#}
 {% macro create_deletion_marks_table() %}
     {%- set table = deletion_marks_table() %}
     do $$
@@ -63,6 +64,8 @@
         create schema if not exists {{ table.split('.')[0] }};
         create table if not exists {{ table }} (
             model text, relation text, mark text not null, primary key (model, relation));
+        create table if not exists {{ build_marks_table() }} (
+            model text primary key, started_at timestamptz not null);
     exception
         when duplicate_table or duplicate_schema or unique_violation then
             null;

@@ -95,10 +95,11 @@ def append_day(conn, size: Size, *, now: datetime) -> int:
     """The last day before `now` of activity, of sent emails and of their SendGrid events,
     after the year `load` ended a day earlier (for an incremental build); returns the rows
     added. A day already past, as a daily build finds it: a day to come would be events
-    lead scoring does not count yet."""
+    lead scoring does not count yet. Its rows are loaded now, after the build that read the
+    year, as a daily load would: the incremental models read what was loaded since."""
     added = 0
     with conn.cursor() as cur:
-        for table, rows in _last_day(size, now).items():
+        for table, rows in _last_day(size, now, loaded_at=now_utc()).items():
             stream = _LineStream(rows(), lambda n: None)
             cur.copy_expert(f"copy {_relation(table)} from stdin", stream)
             added += stream.rows
@@ -106,9 +107,11 @@ def append_day(conn, size: Size, *, now: datetime) -> int:
     return added
 
 
-def _last_day(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]]]:
+def _last_day(size: Size, now: datetime, *, loaded_at: datetime | None = None
+              ) -> dict[str, Callable[[], Iterator[tuple]]]:
     day = Size(size.contacts, round(size.events * timedelta(days=1) / SPAN), size.seed + 1)
-    return _activity_and_emails(day, now, span=timedelta(days=1), prefix="D")
+    return _activity_and_emails(day, now, span=timedelta(days=1), prefix="D",
+                                loaded_at=loaded_at)
 
 
 def _relation(table: str) -> str:
@@ -119,29 +122,36 @@ def _relation(table: str) -> str:
 
 
 def _tables(size: Size, now: datetime) -> dict[str, Callable[[], Iterator[tuple]]]:
+    # The CRM and app tables as their last sync stamped them, two hours before `now`:
+    # beyond the incremental lookback (an hour) of the bench's first build, so the build
+    # after the day finds them unchanged, and fresh to the guards (24 hours).
+    loaded = now - timedelta(hours=2)
     return {
-        "crm_users": lambda: iter([(*user, now) for user in USERS]),
-        "crm_contacts": lambda: _contacts(size, now),
-        "consents": lambda: _consents(size, now),
-        "signups": lambda: _signups(size, now),
-        "lead_profiles": lambda: _lead_profiles(size, now),
-        "support_tickets": lambda: _support_tickets(size, now),
-        "webinars": lambda: _webinars(now),
-        "webinar_registrations": lambda: _registrations(size, now),
+        "crm_users": lambda: iter([(*user, loaded) for user in USERS]),
+        "crm_contacts": lambda: _contacts(size, loaded),
+        "consents": lambda: _consents(size, loaded),
+        "signups": lambda: _signups(size, loaded),
+        "lead_profiles": lambda: _lead_profiles(size, loaded),
+        "support_tickets": lambda: _support_tickets(size, loaded),
+        "webinars": lambda: _webinars(loaded),
+        "webinar_registrations": lambda: _registrations(size, loaded),
         # the year up to a day ago: append_day adds the last day
         **_activity_and_emails(size, now - timedelta(days=1), span=SPAN, prefix="E"),
     }
 
 
-def _activity_and_emails(size: Size, end: datetime, *, span: timedelta, prefix: str
+def _activity_and_emails(size: Size, end: datetime, *, span: timedelta, prefix: str,
+                         loaded_at: datetime | None = None
                          ) -> dict[str, Callable[[], Iterator[tuple]]]:
     """Rows in (end - span, end] of the activity tables, and of the ledger and SendGrid
-    events (one generation read twice: each table takes its part)."""
+    events (one generation read twice: each table takes its part). Each row is loaded
+    minutes after it happened, or all at `loaded_at` (a load after the bench's build)."""
     def emails(part: int) -> Iterator[tuple]:
-        for sent in _emails(size, end, span=span, prefix=prefix):
+        for sent in _emails(size, end, span=span, prefix=prefix, loaded_at=loaded_at):
             yield from [sent[0]] if part == 0 else sent[1]
     return {
-        **{table: (lambda table=table: _event_rows(table, size, end, span=span, prefix=prefix))
+        **{table: (lambda table=table: _event_rows(table, size, end, span=span, prefix=prefix,
+                                                   loaded_at=loaded_at))
            for table in EVENT_SHARES if table != "sendgrid_events"},
         "message_ledger": lambda: emails(0),
         "sendgrid_events": lambda: emails(1),
@@ -240,7 +250,7 @@ def _registrations(size: Size, now: datetime) -> Iterator[tuple]:
 
 
 def _event_rows(table: str, size: Size, end: datetime, *, span: timedelta,
-                prefix: str) -> Iterator[tuple]:
+                prefix: str, loaded_at: datetime | None) -> Iterator[tuple]:
     """`size.per_contact(table)` rows per contact on average, at times in (end - span, end]."""
     mean = size.per_contact(table)
     table_seed = size.seed + 1 + list(EVENT_SHARES).index(table)
@@ -250,7 +260,7 @@ def _event_rows(table: str, size: Size, end: datetime, *, span: timedelta,
             for i in range(count):
                 at = end - span * rng.random()
                 yield _event(table, rng, f"{prefix}{n:08d}-{i}", f"B{n:08d}", at,
-                             min(at + LOAD_LAG, end))
+                             loaded_at or min(at + LOAD_LAG, end))
 
 
 def _event(table: str, rng: random.Random, event_id: str, contact_id: str, at: datetime,
@@ -262,8 +272,8 @@ def _event(table: str, rng: random.Random, event_id: str, contact_id: str, at: d
     return (event_id, contact_id, rng.choice(FORMS), at, loaded)
 
 
-def _emails(size: Size, end: datetime, *, span: timedelta, prefix: str
-            ) -> Iterator[tuple[tuple, list[tuple]]]:
+def _emails(size: Size, end: datetime, *, span: timedelta, prefix: str,
+            loaded_at: datetime | None) -> Iterator[tuple[tuple, list[tuple]]]:
     """Emails sent in (end - span, end], `size.per_contact("sendgrid_events")` of their
     events per contact on average: (ledger row, its SendGrid event rows) each. The events
     carry the ledger id, as Nurture's sends do; they happen (and are loaded) by `end`."""
@@ -281,11 +291,12 @@ def _emails(size: Size, end: datetime, *, span: timedelta, prefix: str
                 ledger_row = (ledger_id, program, step, contact_id, f"bench:{message}",
                               "email", "sent", email, f"msg-{message}",
                               sent - timedelta(minutes=10), sent - timedelta(minutes=1), sent,
-                              sent + timedelta(seconds=1))
-                yield ledger_row, _email_events(rng, ledger_row, end)
+                              loaded_at or sent + timedelta(seconds=1))
+                yield ledger_row, _email_events(rng, ledger_row, end, loaded_at)
 
 
-def _email_events(rng: random.Random, sent_email: tuple, end: datetime) -> list[tuple]:
+def _email_events(rng: random.Random, sent_email: tuple, end: datetime,
+                  loaded_at: datetime | None) -> list[tuple]:
     """SendGrid's events for one sent email (a ledger row): delivered or a bounce, maybe
     an open and a click, now and then an unsubscribe; none later than `end`."""
     ledger_id, program, step, _, _, _, _, email, message_id = sent_email[:9]
@@ -297,7 +308,7 @@ def _email_events(rng: random.Random, sent_email: tuple, end: datetime) -> list[
         payload = {"email": email, "event": name, "timestamp": int(at.timestamp()),
                    "sg_event_id": event_id, "sg_message_id": message_id,
                    "ledger_id": ledger_id, "program": program, "step": step, **extra}
-        return (event_id, name, min(at + LOAD_LAG, end), json.dumps(payload))
+        return (event_id, name, loaded_at or min(at + LOAD_LAG, end), json.dumps(payload))
 
     if rng.random() < EMAIL_BOUNCE:
         return [event("bounce", sent + timedelta(seconds=5), type="bounce")]

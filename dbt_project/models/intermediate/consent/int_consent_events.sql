@@ -1,7 +1,8 @@
 -- Every change of consent, from wherever it came: the CRM, an unsubscribe link, SendGrid
 -- (unsubscribe, spam report, hard bounce), an SMS reply (STOP / START), or Twilio refusing a
 -- send because the number opted out (error 21610). The newest change per contact and
--- channel decides (int_consents_pivoted_to_contacts).
+-- channel decides (int_consents_pivoted_to_contacts). `loaded_at`: when the change reached the
+-- warehouse, for the incremental builds of consent_history and contacts.
 with
 
 crm as (
@@ -11,7 +12,8 @@ crm as (
         channel,
         is_opted_in,
         'crm_' || consent_source as consent_source,
-        recorded_at as changed_at
+        recorded_at as changed_at,
+        loaded_at
     from {{ ref('stg_crm__consents') }}
 
 ),
@@ -23,7 +25,8 @@ links as (
         channel,
         false as is_opted_in,
         'unsubscribe_link' as consent_source,
-        received_at as changed_at
+        received_at as changed_at,
+        received_at as loaded_at
     from {{ ref('stg_nurture__unsubscribe_requests') }}
 
 ),
@@ -38,7 +41,8 @@ email_events as (
             when 'bounce' then 'hard_bounce'
             else events.event_name
         end as consent_source,
-        events.occurred_at as changed_at
+        events.occurred_at as changed_at,
+        events.received_at as loaded_at
     from {{ ref('stg_sendgrid__events') }} as events
     -- The ledger is joined where it is used, not through a shared CTE: PostgreSQL would
     -- materialise a CTE used twice whole, and the dispatcher's per-chunk read of this view
@@ -62,7 +66,8 @@ sms_replies as (
         'sms' as channel,
         replies.is_opt_in as is_opted_in,
         'sms_' || lower(replies.keyword) as consent_source,
-        replies.received_at as changed_at
+        replies.received_at as changed_at,
+        replies.received_at as loaded_at
     from {{ ref('stg_twilio__inbound_messages') }} as replies
     inner join phones on phones.phone = replies.from_phone
     where replies.is_opt_out or replies.is_opt_in
@@ -76,7 +81,8 @@ sms_refusals as (
         'sms' as channel,
         false as is_opted_in,
         'twilio_21610' as consent_source,
-        updated_at as changed_at
+        updated_at as changed_at,
+        updated_at as loaded_at
     from {{ ref('stg_nurture__message_ledger') }}
     where channel = 'sms' and state = 'failed' and reason like '%(error 21610)%'
 

@@ -1,27 +1,20 @@
 -- Every consent change per contact and channel with its source and time; `is_current`
 -- marks the change that decides today's consent (the same rule contacts applies).
-with
+--
+-- Incremental: a build redoes the contacts whose consent changes were loaded since the last
+-- one (changed_contacts.sql), and every contact when a source lost rows (the post-hook).
+{{
+    config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[{'columns': ['contact_id']}],
+        post_hook=["{{ rebuild_after_deletions(source_deletion_marks(consent_sources()),
+                                               consent_history_rows) }}",
+                   "{{ remember_build_start() }}"],
+    )
+}}
 
-events as (
-
-    select * from {{ ref('int_consent_events') }}
-
-),
-
-ranked as (
-
-    select
-        contact_id,
-        channel,
-        is_opted_in,
-        consent_source,
-        changed_at,
-        row_number() over (
-            partition by contact_id, channel
-            order by changed_at desc, is_opted_in asc
-        ) = 1 as is_current
-    from events
-
-)
-
-select * from ranked
+{{ consent_history_rows(changed_contacts(
+    consent_inputs_loaded_since(since_last_build()))) }}

@@ -3,42 +3,22 @@
 -- sends them nothing.
 
 -- Indexed by contact: the plan reads it in contact order, the dispatcher a batch's contacts.
-{{ config(indexes=[{'columns': ['contact_id']}]) }}
+-- Incremental: a build redoes the contacts whose sign-up, CRM row, consent or activation
+-- was loaded since the last one (changed_contacts.sql), and every contact when a source
+-- lost rows (the post-hook). An enrollment made stays when the CRM later moves the contact
+-- out of `customer` (a full refresh drops it).
+{{
+    config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[{'columns': ['contact_id']}],
+        post_hook=["{{ rebuild_after_deletions(onboarding_source_marks(),
+                                               onboarding_audience_rows) }}",
+                   "{{ remember_build_start() }}"],
+    )
+}}
 
-with
-
-enrollments as (
-
-    select * from {{ ref('int_onboarding_enrollments') }}
-
-),
-
-contacts as (
-
-    select * from {{ ref('contacts') }}
-
-),
-
-final as (
-
-    select
-        enrollments.contact_id,
-        enrollments.enrollment_id,
-        enrollments.entry_source,
-        enrollments.enrolled_at,
-        contacts.email,
-        contacts.phone,
-        contacts.first_name,
-        contacts.time_zone,
-        contacts.locale,
-        contacts.has_email_consent,
-        contacts.has_sms_consent,
-        contacts.is_activated,
-        contacts.activated_at,
-        greatest(enrollments.loaded_at, contacts.source_loaded_at) as source_loaded_at
-    from enrollments
-    inner join contacts using (contact_id)
-
-)
-
-select * from final
+{{ onboarding_audience_rows(changed_contacts(
+    onboarding_inputs_loaded_since(since_last_build()))) }}

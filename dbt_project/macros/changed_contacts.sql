@@ -1,0 +1,75 @@
+{#- Per-contact incremental models (contacts, consent_history) rebuild the contacts whose
+    inputs were loaded since their last build. The contacts are found first and written into
+    the model's query as a literal array: PostgreSQL pushes `contact_id = any(<array>)` down
+    into the union and `distinct on` views the models read (consent), where a join or a
+    subquery naming the same contacts would have it compute those views for everyone. -#}
+
+{#- `'{id,...}'::text[]`, the distinct contact ids `query` selects (column `contact_id`);
+    none when not incremental or when more than var('incremental_contacts_limit') changed:
+    then the model reads every contact, as a full build does. -#}
+{% macro changed_contacts(query) %}
+    {%- if not execute or not is_incremental() %}{{ return(none) }}{% endif %}
+    {%- set found = run_query(
+            "select count(*), coalesce(array_agg(contact_id)::text, '{}') from ("
+            ~ "select distinct contact_id from (" ~ query ~ ") as loaded"
+            ~ " where contact_id is not null) as changed") %}
+    {%- set count, ids = found.rows[0] %}
+    {%- if count > var('incremental_contacts_limit') %}{{ return(none) }}{% endif %}
+    {{- return("'" ~ ids | replace("'", "''") ~ "'::text[]") }}
+{% endmacro %}
+
+{#- Since when this model reads its inputs again: the start of its last build
+    (build_marks), less the lookback (`lookback_from`); '-infinity' when it is built whole or
+    has no mark yet. By build time, not by the newest row it read: a source loaded in one
+    batch (a CRM export) would be read again whole by every build until its next batch.
+    Rendered either way, so that dbt sees the refs of the query it goes into. -#}
+{% macro since_last_build() -%}
+    {{- lookback_from("select started_at from " ~ build_marks_table() ~ " where model = '"
+                      ~ this.identifier ~ "'") if is_incremental()
+        else "'-infinity'::timestamptz" -}}
+{%- endmacro %}
+
+{#- Post-hook: this build's start (its transaction's), for the next one. -#}
+{% macro remember_build_start() %}
+    insert into {{ build_marks_table() }} (model, started_at)
+    values ('{{ this.identifier }}', now())
+    on conflict (model) do update set started_at = excluded.started_at;
+{% endmacro %}
+
+{% macro build_marks_table() %}
+    {{- return(generate_schema_name('intermediate', none) | trim ~ '.build_marks') }}
+{% endmacro %}
+
+{#- `where <column> = any(<changed>)`; nothing when `changed` is none (every contact). -#}
+{% macro where_contact_in(changed, column='contact_id') -%}
+    {%- if changed is not none %}where {{ column }} = any({{ changed }}){% endif -%}
+{%- endmacro %}
+
+{#- The contacts whose consent may have changed since `mark` (a timestamp literal): a
+    consent change loaded since, or a CRM row loaded since (a new phone number takes the
+    SMS replies from that number with it). -#}
+{% macro consent_inputs_loaded_since(mark) %}
+    select contact_id from {{ ref('int_consent_events') }} where loaded_at > {{ mark }}
+    union all
+    select contact_id from {{ ref('stg_crm__contacts') }} where loaded_at > {{ mark }}
+{% endmacro %}
+
+{#- The sources of int_consent_events: when one lost rows, every contact is built again. -#}
+{% macro consent_sources() %}
+    {{- return([source('crm', 'crm_contacts'), source('crm', 'consents'),
+                source('receiver', 'unsubscribe_requests'), source('sendgrid', 'sendgrid_events'),
+                source('nurture', 'message_ledger'),
+                source('twilio', 'twilio_inbound_messages')]) }}
+{% endmacro %}
+
+{#- Post-hook of a per-contact incremental model whose rows `rows(changed)` renders: when a
+    source in `marks` (source_deletion_marks) lost rows since its last build, every contact
+    again, as a full refresh would. -#}
+{% macro rebuild_after_deletions(marks, rows) %}
+    {%- if sources_with_deletions(marks) %}
+    delete from {{ this }};
+    insert into {{ this }}
+    {{ rows() }};
+    {%- endif %}
+    {{ remember_deletion_marks(marks) }}
+{% endmacro %}
