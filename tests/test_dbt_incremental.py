@@ -32,9 +32,11 @@ INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
                "marts.contacts": "contact_id",
                "marts.consent_history": "contact_id",
                "intermediate.int_lead_stage_evidence": "contact_id",
-               "marts.onboarding_audience": "contact_id"}
+               "marts.onboarding_audience": "contact_id",
+               "marts.contacts_quarantined": "contact_id"}
 SELECT = ["+int_lead_engagement_events", "+int_contact_activations", "+message_sends",
-          "+contacts", "+consent_history", "+int_lead_stage_evidence", "+onboarding_audience"]
+          "+contacts", "+consent_history", "+int_lead_stage_evidence", "+onboarding_audience",
+          "+contacts_quarantined"]
 NEW_PHONE = "+358409990001"
 
 
@@ -217,6 +219,7 @@ def built(warehouse_url):
         "opted_out": row("marts.contacts", contacts[8]),
         "accepted": row("intermediate.int_lead_stage_evidence", contacts[9]),
         "signed_up": row("marts.onboarding_audience", ids["signup"]),
+        "superseded": row("marts.contacts_quarantined", contacts[7]),
     }
     dbt_build("--full-refresh")
     yield {"now": now, "ids": ids, "incremental": incremental, "looked_up": looked_up,
@@ -289,6 +292,7 @@ def test_the_day_reached_the_incremental_tables(built):
                                                                                   False)
     assert seen["accepted"]["sales_accepted_at"] == now - DAY / 3
     assert seen["signed_up"]["enrollment_id"] == f"onboarding:{seen['signed_up']['contact_id']}"
+    assert seen["superseded"]["reason"] == "duplicate_contact"  # the export before the new one
 
 
 ACTIVATIONS_FROM_SOURCE = """

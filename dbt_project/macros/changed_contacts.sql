@@ -29,10 +29,10 @@
         else "'-infinity'::timestamptz" -}}
 {%- endmacro %}
 
-{#- Post-hook: this build's start (its transaction's), for the next one. -#}
+{#- Post-hook: when this build (the dbt invocation) started, for the next one. -#}
 {% macro remember_build_start() %}
     insert into {{ build_marks_table() }} (model, started_at)
-    values ('{{ this.identifier }}', now())
+    values ('{{ this.identifier }}', '{{ run_started_at }}')
     on conflict (model) do update set started_at = excluded.started_at;
 {% endmacro %}
 

@@ -2,76 +2,27 @@
 -- summary counts them, and a data owner fixes them at the source. Rows whose address,
 -- phone or time zone is unusable stay in `contacts`: they cost only the messages that
 -- need them, each skipped with its reason in the ledger.
-with
+--
+-- Incremental: a build redoes the contacts with a CRM row or sign-up loaded since the last
+-- one (changed_contacts.sql), and every contact when either source lost rows (the
+-- post-hook). A contact's rows are only ever added to: a newer export supersedes the one
+-- kept before.
+{{
+    config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[{'columns': ['contact_id']}],
+        post_hook=["{{ rebuild_after_deletions(source_deletion_marks(
+                        [source('crm', 'crm_contacts'), source('app', 'signups')]),
+                        quarantined_rows) }}",
+                   "{{ remember_build_start() }}"],
+    )
+}}
 
-crm_contacts as (
-
-    select * from {{ ref('stg_crm__contacts') }}
-
-),
-
-signups as (
-
-    select * from {{ ref('stg_app__signups') }}
-
-),
-
-impossible_crm_dates as (
-
-    select
-        contact_id,
-        'crm_contacts' as source_table,
-        'impossible_date' as reason,
-        concat_ws(', ',
-            case when {{ impossible_date('created_at') }} then 'created_at ' || created_at end,
-            case when {{ impossible_date('updated_at') }} then 'updated_at ' || updated_at end,
-            case when {{ impossible_date('lifecycle_stage_changed_at') }}
-                then 'lifecycle_stage_changed_at ' || lifecycle_stage_changed_at end,
-            case when updated_at < created_at then 'updated_at before created_at' end
-        ) as detail,
-        loaded_at
-    from crm_contacts
-    where {{ impossible_contact_dates() }} is true
-
-),
-
-superseded_duplicates as (
-
-    -- the sound exports of a contact other than the one int_contacts_deduplicated keeps
-    select
-        contact_id,
-        'crm_contacts' as source_table,
-        'duplicate_contact' as reason,
-        'an older export (updated ' || coalesce(updated_at::text, 'never') || ')' as detail,
-        loaded_at
-    from (
-        select
-            *,
-            row_number() over (
-                partition by contact_id order by updated_at desc nulls last, loaded_at desc
-            ) as export_rank
-        from crm_contacts
-        where {{ impossible_contact_dates() }} is not true
-    ) as sound
-    where export_rank > 1
-
-),
-
-impossible_signups as (
-
-    select
-        contact_id,
-        'signups' as source_table,
-        'impossible_date' as reason,
-        'signup ' || signup_id || ' signed_up_at ' || signed_up_at as detail,
-        loaded_at
-    from signups
-    where {{ impossible_date('signed_up_at') }} is true
-
-)
-
-select * from impossible_crm_dates
-union all
-select * from superseded_duplicates
-union all
-select * from impossible_signups
+{%- set since = since_last_build() %}
+{{ quarantined_rows(changed_contacts(
+    "select contact_id from " ~ ref('stg_crm__contacts') ~ " where loaded_at > " ~ since
+    ~ " union all select contact_id from " ~ ref('stg_app__signups')
+    ~ " where loaded_at > " ~ since)) }}
