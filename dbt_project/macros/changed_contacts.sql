@@ -73,3 +73,10 @@
     {%- endif %}
     {{ remember_deletion_marks(marks) }}
 {% endmacro %}
+
+{#- Pre-hook: builds of this model one at a time (the scheduled build and a program's
+    audience step both build contacts): a second build's delete+insert waits for the first
+    to commit, then reads past it, instead of inserting a contact the first just did. -#}
+{% macro one_build_at_a_time() %}
+    select pg_advisory_xact_lock(hashtext('nurture:build:{{ this }}'))
+{% endmacro %}

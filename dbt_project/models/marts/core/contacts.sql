@@ -9,6 +9,7 @@
         unique_key='contact_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="{{ one_build_at_a_time() }}",
         post_hook=["{{ rebuild_after_deletions(contact_source_marks(), contacts_rows) }}",
                    "{{ remember_build_start() }}"],
     )

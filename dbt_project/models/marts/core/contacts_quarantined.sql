@@ -13,6 +13,7 @@
         unique_key='contact_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="{{ one_build_at_a_time() }}",
         indexes=[{'columns': ['contact_id']}],
         post_hook=["{{ rebuild_after_deletions(source_deletion_marks(
                         [source('crm', 'crm_contacts'), source('app', 'signups')]),
