@@ -19,6 +19,8 @@ from nurture.bench.dispatch import max_in_window
 from nurture.providers import SmsMessage, TwilioHook
 from nurture.send_rate import SharedRateLimiter
 
+JITTER = 0.1  # seconds a request may take from its slot to the emulator's clock
+
 
 @pytest.fixture
 def url(warehouse_url):
@@ -111,4 +113,8 @@ def test_sms_from_two_send_tasks_reach_twilio_at_the_senders_rate(url, emulator_
     arrivals = sorted(datetime.fromisoformat(m["received_at"]).timestamp()
                       for m in outbox.messages())
     assert len(arrivals) == 24
-    assert max_in_window(arrivals, 1.0) <= 8
+    # Slots 131 ms apart leave 47 ms before a ninth falls in the second; a request that
+    # leaves that late (a thread, the HTTP stack) on a busy machine made this fail now and
+    # then. Allowing 100 ms of transport jitter still tells one shared rate (8 a second)
+    # from one per task (16): the limiter's own schedule is held to the second above.
+    assert max_in_window(arrivals, 1.0 - JITTER) <= 8

@@ -1,8 +1,9 @@
-{#- Per-contact incremental models (contacts, consent_history) rebuild the contacts whose
-    inputs were loaded since their last build. The contacts are found first and written into
-    the model's query as a literal array: PostgreSQL pushes `contact_id = any(<array>)` down
-    into the union and `distinct on` views the models read (consent), where a join or a
-    subquery naming the same contacts would have it compute those views for everyone. -#}
+{#- Per-contact incremental models (contacts, consent_history, contacts_quarantined,
+    onboarding_audience, int_lead_stage_evidence) redo the contacts whose inputs were loaded
+    since their last build. The contacts are found first and written into the model's query
+    as a literal array: PostgreSQL pushes `contact_id = any(<array>)` down into the union
+    and `distinct on` views the models read (consent, dedup), where a join or a subquery
+    naming the same contacts would have it compute those views for everyone. -#}
 
 {#- `'{id,...}'::text[]`, the distinct contact ids `query` selects (column `contact_id`);
     none when not incremental or when more than var('incremental_contacts_limit') changed:

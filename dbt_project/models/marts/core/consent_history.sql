@@ -3,6 +3,9 @@
 --
 -- Incremental: a build redoes the contacts whose consent changes were loaded since the last
 -- one (changed_contacts.sql), and every contact when a source lost rows (the post-hook).
+-- delete+insert replaces the contacts that still have changes: one whose only changes were
+-- SMS replies, from a number the CRM has since taken off them, keeps those rows until a
+-- full refresh (contacts' consent, read from the views, is right).
 {{
     config(
         materialized='incremental',
