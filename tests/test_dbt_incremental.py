@@ -33,10 +33,11 @@ INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
                "marts.consent_history": "contact_id",
                "intermediate.int_lead_stage_evidence": "contact_id",
                "marts.onboarding_audience": "contact_id",
-               "marts.contacts_quarantined": "contact_id"}
+               "marts.contacts_quarantined": "contact_id",
+               "intermediate.int_program_conversions": "contact_id"}
 SELECT = ["+int_lead_engagement_events", "+int_contact_activations", "+message_sends",
           "+contacts", "+consent_history", "+int_lead_stage_evidence", "+onboarding_audience",
-          "+contacts_quarantined"]
+          "+contacts_quarantined", "+int_program_conversions"]
 NEW_PHONE = "+358409990001"
 
 
@@ -234,9 +235,10 @@ def test_an_incremental_build_equals_a_full_refresh_row_for_row(built, relation)
 
 
 # The day erased a ledger row, which may have held a consent change (a bounce, Twilio's
-# 21610) of a contact no longer known: these redo every contact then.
+# 21610) or carried a survey, of a contact no longer known: these redo every contact then.
 REDONE_AFTER_LEDGER_ERASURE = {"marts.contacts", "marts.consent_history",
-                               "marts.onboarding_audience"}
+                               "marts.onboarding_audience",
+                               "intermediate.int_program_conversions"}
 
 
 def test_the_incremental_build_wrote_only_what_the_day_touched(built):
@@ -266,6 +268,11 @@ def test_a_day_without_erasures_redoes_only_the_contacts_it_touched(built):
     written = dbt_build(*exact, select=select)
     enrolled = [c for c in (unsubscribed, activated) if row("marts.onboarding_audience", c)]
     assert (written["contacts"], written["onboarding_audience"]) == (2, len(enrolled))
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        # an unsubscribe is no conversion's input: the activated contact's rows only
+        cur.execute("select count(*) from intermediate.int_program_conversions"
+                    " where contact_id = %s", (activated,))
+        assert written["int_program_conversions"] == cur.fetchone()[0] > 0
     assert written["consent_history"] == changes
     incremental = {relation: table(relation) for relation in marts}
     dbt_build("--full-refresh", select=[m.split(".")[1] for m in marts])

@@ -46,6 +46,11 @@
     {%- if changed is not none %}where {{ column }} = any({{ changed }}){% endif -%}
 {%- endmacro %}
 
+{#- `and <column> = any(<changed>)`, for a query that has a `where` already. -#}
+{% macro and_contact_in(changed, column='contact_id') -%}
+    {%- if changed is not none %}and {{ column }} = any({{ changed }}){% endif -%}
+{%- endmacro %}
+
 {#- The contacts whose consent may have changed since `mark` (a timestamp literal): a
     consent change loaded since, or a CRM row loaded since (a new phone number takes the
     SMS replies from that number with it). -#}

@@ -63,8 +63,7 @@ rejections as (
         contact_id,
         reason as rejection_reason
     from {{ ref('stg_crm__sales_feedback') }}
-    where outcome = 'rejected'
-    {%- if changed is not none %} and contact_id = any({{ changed }}){% endif %}
+    where outcome = 'rejected' {{ and_contact_in(changed) }}
     order by contact_id, recorded_at desc, feedback_id desc
 
 ),

@@ -9,117 +9,22 @@
 -- after it) is decided by the marts that read this.
 --
 -- A table, unlike the other intermediate models: a view would pin lead_score_history, and
--- resetting that history (drop table, as its tests do) would be refused.
-{{ config(materialized='table') }}
+-- resetting that history (drop table, as its tests do) would be refused. Incremental: a
+-- build redoes the contacts whose inputs were loaded since the last one
+-- (changed_contacts.sql), and every contact when a source lost rows (the post-hook).
+{{
+    config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook="{{ one_build_at_a_time() }}",
+        indexes=[{'columns': ['contact_id']}],
+        post_hook=["{{ rebuild_after_deletions(conversion_source_marks(),
+                                               program_conversions_rows) }}",
+                   "{{ remember_build_start() }}"],
+    )
+}}
 
-with
-
-activations as (
-
-    select contact_id, activated_at from {{ ref('int_contact_activations') }}
-
-),
-
-onboarding as (
-
-    select
-        'onboarding' as program,
-        enrollments.contact_id,
-        enrollments.enrollment_id,
-        'activated' as conversion,
-        activations.activated_at as converted_at
-    from {{ ref('int_onboarding_enrollments') }} as enrollments
-    inner join activations using (contact_id)
-
-),
-
--- The score history is state kept by lead scoring (incremental), not rebuildable from
--- sources: a crossing is a row that is an MQL where the one before was not.
-score_history as (
-
-    select
-        contact_id,
-        scored_at,
-        is_mql,
-        lag(is_mql) over (partition by contact_id order by scored_at) as was_mql
-    from {{ ref('lead_score_history') }}
-
-),
-
-recycles as (
-
-    select contact_id, feedback_id, recorded_at
-    from {{ ref('stg_crm__sales_feedback') }}
-    where outcome = 'recycled'
-
-),
-
-mql_crossings as (
-
-    -- The cycle a crossing belongs to, named as nurture_audience names it: the first, or
-    -- the one the latest recycling before the crossing began.
-    select distinct on (score_history.contact_id, score_history.scored_at)
-        score_history.contact_id,
-        'nurture:' || score_history.contact_id || ':'
-            || coalesce(recycles.feedback_id, 'first') as enrollment_id,
-        score_history.scored_at as crossed_at
-    from score_history
-    left join recycles
-        on recycles.contact_id = score_history.contact_id
-        and recycles.recorded_at <= score_history.scored_at
-    where score_history.is_mql and not coalesce(score_history.was_mql, false)
-    order by score_history.contact_id, score_history.scored_at, recycles.recorded_at desc
-
-),
-
-nurture as (
-
-    select
-        'nurture' as program,
-        contact_id,
-        enrollment_id,
-        'became_mql' as conversion,
-        min(crossed_at) as converted_at
-    from mql_crossings
-    group by contact_id, enrollment_id
-
-),
-
-webinar as (
-
-    select
-        'webinar' as program,
-        contact_id,
-        'webinar:' || webinar_id as enrollment_id,
-        'attended' as conversion,
-        joined_at as converted_at
-    from {{ ref('stg_app__webinar_attendance') }}
-
-),
-
-satisfaction_survey as (
-
-    -- A survey's id is the ledger id of the message that carried its link.
-    select
-        'satisfaction_survey' as program,
-        ledger.contact_id,
-        ledger.enrollment_id,
-        'answered_survey' as conversion,
-        min(responses.first_answered_at) as converted_at
-    from {{ ref('stg_nurture__survey_responses') }} as responses
-    inner join {{ ref('stg_nurture__message_ledger') }} as ledger
-        on cast(ledger.ledger_id as text) = responses.survey_id
-    group by ledger.contact_id, ledger.enrollment_id
-
-),
-
-unioned as (
-
-    select * from onboarding
-    union all select * from nurture
-    union all select * from webinar
-    union all select * from satisfaction_survey
-
-)
-
-select * from unioned
+{{ program_conversions_rows(changed_contacts(
+    conversion_inputs_loaded_since(since_last_build()))) }}
