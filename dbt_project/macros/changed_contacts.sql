@@ -86,3 +86,19 @@
 {% macro one_build_at_a_time() %}
     select pg_advisory_xact_lock(hashtext('nurture:build:{{ this }}'))
 {% endmacro %}
+
+{#- The config of a per-contact incremental model: `marks`, the call that gives the deletion
+    marks it follows, and `rows`, the name of the macro rendering its rows, both as text
+    for its post-hook. -#}
+{% macro incremental_by_contact(marks, rows, indexes=[{'columns': ['contact_id']}]) %}
+    {{ config(
+        materialized='incremental',
+        unique_key='contact_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=indexes,
+        pre_hook="{{ one_build_at_a_time() }}",
+        post_hook=["{{ rebuild_after_deletions(" ~ marks ~ ", " ~ rows ~ ") }}",
+                   "{{ remember_build_start() }}"],
+    ) }}
+{% endmacro %}

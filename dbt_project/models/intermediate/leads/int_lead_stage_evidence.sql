@@ -7,19 +7,9 @@
 -- again, and the nurture audience would still wait for the funnel. Incremental: a build
 -- redoes the contacts whose inputs were loaded since the last one (changed_contacts.sql),
 -- and every contact when a source lost rows (the post-hook).
-{{
-    config(
-        materialized='incremental',
-        unique_key='contact_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        pre_hook="{{ one_build_at_a_time() }}",
-        indexes=[{'columns': ['contact_id'], 'unique': True}],
-        post_hook=["{{ rebuild_after_deletions(source_deletion_marks(lead_stage_sources()),
-                                               lead_stage_evidence_rows) }}",
-                   "{{ remember_build_start() }}"],
-    )
-}}
+{{ incremental_by_contact('source_deletion_marks(lead_stage_sources())',
+                          'lead_stage_evidence_rows',
+                          indexes=[{'columns': ['contact_id'], 'unique': True}]) }}
 
 {{ lead_stage_evidence_rows(changed_contacts(
     lead_stage_inputs_loaded_since(since_last_build()))) }}

@@ -12,19 +12,7 @@
 -- resetting that history (drop table, as its tests do) would be refused. Incremental: a
 -- build redoes the contacts whose inputs were loaded since the last one
 -- (changed_contacts.sql), and every contact when a source lost rows (the post-hook).
-{{
-    config(
-        materialized='incremental',
-        unique_key='contact_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        pre_hook="{{ one_build_at_a_time() }}",
-        indexes=[{'columns': ['contact_id']}],
-        post_hook=["{{ rebuild_after_deletions(conversion_source_marks(),
-                                               program_conversions_rows) }}",
-                   "{{ remember_build_start() }}"],
-    )
-}}
+{{ incremental_by_contact('conversion_source_marks()', 'program_conversions_rows') }}
 
 {{ program_conversions_rows(changed_contacts(
     conversion_inputs_loaded_since(since_last_build()))) }}

@@ -7,23 +7,6 @@
 -- one (changed_contacts.sql), and every contact when either source lost rows (the
 -- post-hook). A contact's rows are only ever added to: a newer export supersedes the one
 -- kept before.
-{{
-    config(
-        materialized='incremental',
-        unique_key='contact_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        pre_hook="{{ one_build_at_a_time() }}",
-        indexes=[{'columns': ['contact_id']}],
-        post_hook=["{{ rebuild_after_deletions(source_deletion_marks(
-                        [source('crm', 'crm_contacts'), source('app', 'signups')]),
-                        quarantined_rows) }}",
-                   "{{ remember_build_start() }}"],
-    )
-}}
+{{ incremental_by_contact('quarantine_source_marks()', 'quarantined_rows') }}
 
-{%- set since = since_last_build() %}
-{{ quarantined_rows(changed_contacts(
-    "select contact_id from " ~ ref('stg_crm__contacts') ~ " where loaded_at > " ~ since
-    ~ " union all select contact_id from " ~ ref('stg_app__signups')
-    ~ " where loaded_at > " ~ since)) }}
+{{ quarantined_rows(changed_contacts(quarantine_inputs_loaded_since(since_last_build()))) }}

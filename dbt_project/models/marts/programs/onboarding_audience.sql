@@ -7,19 +7,7 @@
 -- was loaded since the last one (changed_contacts.sql), and every contact when a source
 -- lost rows (the post-hook). An enrollment made stays when the CRM later moves the contact
 -- out of `customer` (a full refresh drops it).
-{{
-    config(
-        materialized='incremental',
-        unique_key='contact_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        pre_hook="{{ one_build_at_a_time() }}",
-        indexes=[{'columns': ['contact_id']}],
-        post_hook=["{{ rebuild_after_deletions(onboarding_source_marks(),
-                                               onboarding_audience_rows) }}",
-                   "{{ remember_build_start() }}"],
-    )
-}}
+{{ incremental_by_contact('onboarding_source_marks()', 'onboarding_audience_rows') }}
 
 {{ onboarding_audience_rows(changed_contacts(
     onboarding_inputs_loaded_since(since_last_build()))) }}
