@@ -51,13 +51,20 @@
     {%- if changed is not none %}and {{ column }} = any({{ changed }}){% endif -%}
 {%- endmacro %}
 
-{#- The contacts whose consent may have changed since `mark` (a timestamp literal): a
-    consent change loaded since, or a CRM row loaded since (a new phone number takes the
-    SMS replies from that number with it). -#}
+{#- The contacts with a row in any of `models` (by name, each with `contact_id` and
+    `loaded_at`) loaded since `mark` (a timestamp literal). -#}
+{% macro contacts_loaded_since(models, mark) %}
+    {%- for model in models %}
+    select contact_id from {{ ref(model) }} where loaded_at > {{ mark }}
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
+{% endmacro %}
+
+{#- The contacts whose consent may have changed since `mark`: a consent change loaded since,
+    or a CRM row loaded since (a new phone number takes the SMS replies from that number
+    with it). -#}
 {% macro consent_inputs_loaded_since(mark) %}
-    select contact_id from {{ ref('int_consent_events') }} where loaded_at > {{ mark }}
-    union all
-    select contact_id from {{ ref('stg_crm__contacts') }} where loaded_at > {{ mark }}
+    {{ contacts_loaded_since(['int_consent_events', 'stg_crm__contacts'], mark) }}
 {% endmacro %}
 
 {#- The sources of int_consent_events: when one lost rows, every contact is built again. -#}

@@ -65,9 +65,8 @@ select * from final
 {#- The contacts whose row may have changed since `mark`: their consent, CRM row or
     activation, or their owner's name or address. -#}
 {% macro contact_inputs_loaded_since(mark) %}
-    {{ consent_inputs_loaded_since(mark) }}
-    union all
-    select contact_id from {{ ref('int_contact_activations') }} where loaded_at > {{ mark }}
+    {{ contacts_loaded_since(['int_consent_events', 'stg_crm__contacts',
+                              'int_contact_activations'], mark) }}
     union all
     select contacts.contact_id
     from {{ ref('int_contacts_deduplicated') }} as contacts

@@ -81,10 +81,3 @@ select * from impossible_signups
 {% macro quarantine_source_marks() %}
     {{- return(source_deletion_marks([source('crm', 'crm_contacts'), source('app', 'signups')])) }}
 {% endmacro %}
-
-{#- The contacts with a CRM row or a sign-up loaded since `mark`. -#}
-{% macro quarantine_inputs_loaded_since(mark) %}
-    select contact_id from {{ ref('stg_crm__contacts') }} where loaded_at > {{ mark }}
-    union all
-    select contact_id from {{ ref('stg_app__signups') }} where loaded_at > {{ mark }}
-{% endmacro %}

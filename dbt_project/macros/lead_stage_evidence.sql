@@ -122,11 +122,8 @@ select * from final
 {#- The contacts whose evidence may have changed since `mark`: a CRM row, a profile form,
     a form fill or sales feedback loaded since. -#}
 {% macro lead_stage_inputs_loaded_since(mark) %}
-    {%- for model in ['stg_crm__contacts', 'stg_web__lead_profiles', 'stg_web__form_fills',
-                      'stg_crm__sales_feedback'] %}
-    select contact_id from {{ ref(model) }} where loaded_at > {{ mark }}
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
+    {{ contacts_loaded_since(['stg_crm__contacts', 'stg_web__lead_profiles',
+                              'stg_web__form_fills', 'stg_crm__sales_feedback'], mark) }}
 {% endmacro %}
 
 {% macro lead_stage_sources() %}

@@ -46,7 +46,7 @@ select * from final
 {% macro onboarding_inputs_loaded_since(mark) %}
     {{ contact_inputs_loaded_since(mark) }}
     union all
-    select contact_id from {{ ref('stg_app__signups') }} where loaded_at > {{ mark }}
+    {{ contacts_loaded_since(['stg_app__signups'], mark) }}
 {% endmacro %}
 
 {% macro onboarding_source_marks() %}

@@ -124,19 +124,14 @@ select * from unioned
     cannot make a crossing), a recycling (it names the cycle), an attendance, a survey
     answer. -#}
 {% macro conversion_inputs_loaded_since(mark) %}
-    select contact_id from {{ ref('stg_app__signups') }} where loaded_at > {{ mark }}
-    union all
-    select contact_id from {{ ref('stg_crm__contacts') }} where loaded_at > {{ mark }}
-    union all
-    select contact_id from {{ ref('int_contact_activations') }} where loaded_at > {{ mark }}
+    {{ contacts_loaded_since(['stg_app__signups', 'stg_crm__contacts', 'int_contact_activations',
+                              'stg_app__webinar_attendance'], mark) }}
     union all
     select contact_id from {{ ref('lead_score_history') }}
     where scored_at > {{ mark }} and is_mql
     union all
     select contact_id from {{ ref('stg_crm__sales_feedback') }}
     where loaded_at > {{ mark }} and outcome = 'recycled'
-    union all
-    select contact_id from {{ ref('stg_app__webinar_attendance') }} where loaded_at > {{ mark }}
     union all
     select ledger.contact_id
     from {{ ref('stg_nurture__survey_responses') }} as responses

@@ -260,7 +260,12 @@ def _event_rows(table: str, size: Size, end: datetime, *, span: timedelta,
             for i in range(count):
                 at = end - span * rng.random()
                 yield _event(table, rng, f"{prefix}{n:08d}-{i}", f"B{n:08d}", at,
-                             loaded_at or min(at + LOAD_LAG, end))
+                             _load_time(at, end, loaded_at))
+
+
+def _load_time(at: datetime, end: datetime, loaded_at: datetime | None) -> datetime:
+    """When a row that happened `at` was loaded: minutes later (by `end`), or `loaded_at`."""
+    return loaded_at or min(at + LOAD_LAG, end)
 
 
 def _event(table: str, rng: random.Random, event_id: str, contact_id: str, at: datetime,
@@ -308,7 +313,7 @@ def _email_events(rng: random.Random, sent_email: tuple, end: datetime,
         payload = {"email": email, "event": name, "timestamp": int(at.timestamp()),
                    "sg_event_id": event_id, "sg_message_id": message_id,
                    "ledger_id": ledger_id, "program": program, "step": step, **extra}
-        return (event_id, name, loaded_at or min(at + LOAD_LAG, end), json.dumps(payload))
+        return (event_id, name, _load_time(at, end, loaded_at), json.dumps(payload))
 
     if rng.random() < EMAIL_BOUNCE:
         return [event("bounce", sent + timedelta(seconds=5), type="bounce")]

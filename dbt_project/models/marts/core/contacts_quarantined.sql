@@ -9,4 +9,5 @@
 -- kept before.
 {{ incremental_by_contact('quarantine_source_marks()', 'quarantined_rows') }}
 
-{{ quarantined_rows(changed_contacts(quarantine_inputs_loaded_since(since_last_build()))) }}
+{{ quarantined_rows(changed_contacts(
+    contacts_loaded_since(['stg_crm__contacts', 'stg_app__signups'], since_last_build()))) }}
