@@ -16,7 +16,21 @@
             ~ " where contact_id is not null) as changed") %}
     {%- set count, ids = found.rows[0] %}
     {%- if count > var('incremental_contacts_limit') %}{{ return(none) }}{% endif %}
-    {{- return("'" ~ ids | replace("'", "''") ~ "'::text[]") }}
+    {{- return("/* changed contacts */ '" ~ ids | replace("'", "''") ~ "'::text[]") }}
+{% endmacro %}
+
+{#- Pre-hook: delete the rows of the contacts this build redoes (the first array
+    changed_contacts wrote into its query), or every row when it redoes every contact.
+    delete+insert alone would replace only the contacts the build has rows for: a lead that
+    became a customer, a survey milestone past its 30 days would stay. -#}
+{% macro forget_changed_contacts() %}
+    {%- if is_incremental() %}
+    {%- set changed = modules.re.search(
+            "/\\* changed contacts \\*/ ('(?:[^']|'')*'::text\\[\\])",
+            model.compiled_code or '') %}
+    delete from {{ this }}
+    {%- if changed %} where contact_id = any({{ changed.group(1) }}){% endif %}
+    {%- endif %}
 {% endmacro %}
 
 {#- Since when this model reads its inputs again: the start of its last build
@@ -104,7 +118,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         indexes=indexes,
-        pre_hook="{{ one_build_at_a_time() }}",
+        pre_hook=["{{ one_build_at_a_time() }}", "{{ forget_changed_contacts() }}"],
         post_hook=["{{ rebuild_after_deletions(" ~ marks ~ ", " ~ rows ~ ") }}",
                    "{{ remember_build_start() }}"],
     ) }}

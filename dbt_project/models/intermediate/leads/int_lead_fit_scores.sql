@@ -1,8 +1,7 @@
 -- Fit: points for who the lead is, from their profile-form answers and the points per
 -- answer in the `lead_fit_points` var; an answer the var does not list scores 0.
 {%- set points = var('lead_fit_points') %}
-{%- set attributes = ['seniority', 'job_function', 'company_size', 'industry',
-                      'budget', 'authority', 'need', 'timeline'] %}
+{%- set attributes = lead_fit_attributes() %}
 with
 
 profiles as (

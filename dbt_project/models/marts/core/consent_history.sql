@@ -3,9 +3,8 @@
 --
 -- Incremental: a build redoes the contacts whose consent changes were loaded since the last
 -- one (changed_contacts.sql), and every contact when a source lost rows (the post-hook).
--- delete+insert replaces the contacts that still have changes: one whose only changes were
--- SMS replies, from a number the CRM has since taken off them, keeps those rows until a
--- full refresh (contacts' consent, read from the views, is right).
+-- Their rows are deleted first (forget_changed_contacts): a contact whose only changes were
+-- SMS replies, from a number the CRM has since taken off them, is left with none.
 {{ incremental_by_contact('source_deletion_marks(consent_sources())',
                           'consent_history_rows') }}
 

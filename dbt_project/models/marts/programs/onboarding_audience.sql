@@ -5,8 +5,8 @@
 -- Indexed by contact: the plan reads it in contact order, the dispatcher a batch's contacts.
 -- Incremental: a build redoes the contacts whose sign-up, CRM row, consent or activation
 -- was loaded since the last one (changed_contacts.sql), and every contact when a source
--- lost rows (the post-hook). An enrollment made stays when the CRM later moves the contact
--- out of `customer` (a full refresh drops it).
+-- lost rows (the post-hook). Their rows are deleted first (forget_changed_contacts), so a
+-- contact the CRM moves out of `customer` leaves, as in a full refresh.
 {{ incremental_by_contact('onboarding_source_marks()', 'onboarding_audience_rows') }}
 
 {{ onboarding_audience_rows(changed_contacts(
