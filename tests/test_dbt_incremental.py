@@ -38,11 +38,15 @@ INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
                "intermediate.int_lead_score_components": "contact_id",
                "intermediate.int_nurture_cycles": "contact_id",
                "marts.lifecycle_funnel": "contact_id",
-               "marts.survey_audience": "contact_id"}
+               "marts.survey_audience": "contact_id",
+               "intermediate.int_webinar_invitees": "contact_id",
+               "intermediate.int_webinar_audience_members": "contact_id",
+               "intermediate.int_message_conversions": "ledger_id"}
 SELECT = ["+int_lead_engagement_events", "+int_contact_activations", "+message_sends",
           "+contacts", "+consent_history", "+int_lead_stage_evidence", "+onboarding_audience",
           "+contacts_quarantined", "+int_program_conversions", "+int_lead_score_components",
-          "+int_nurture_cycles", "+lifecycle_funnel", "+survey_audience"]
+          "+int_nurture_cycles", "+lifecycle_funnel", "+survey_audience",
+          "+int_webinar_audience_members", "+int_message_conversions"]
 NEW_PHONE = "+358409990001"
 
 
@@ -249,7 +253,10 @@ REDONE_AFTER_LEDGER_ERASURE = {"marts.contacts", "marts.consent_history",
                                "marts.onboarding_audience",
                                "intermediate.int_program_conversions",
                                "intermediate.int_lead_score_components",
-                               "intermediate.int_nurture_cycles", "marts.survey_audience"}
+                               "intermediate.int_nurture_cycles", "marts.survey_audience",
+                               "intermediate.int_webinar_invitees",
+                               "intermediate.int_webinar_audience_members",
+                               "intermediate.int_message_conversions"}
 
 
 def test_the_incremental_build_wrote_only_what_the_day_touched(built):

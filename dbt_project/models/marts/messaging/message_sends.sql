@@ -11,7 +11,7 @@
         unique_key='ledger_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        indexes=[{'columns': ['source_loaded_at']}],
+        indexes=[{'columns': ['source_loaded_at']}, {'columns': ['contact_id']}],
         post_hook=["{{ delete_sends_without_ledger_row() }}"],
     )
 }}

@@ -7,14 +7,9 @@ with
 
 sends as (
 
-    select * from {{ ref('message_sends') }}
+    -- each message with its enrollment's conversion (int_message_conversions, incremental)
+    select * from {{ ref('int_message_conversions') }}
     where state = 'sent' or reason = 'held_out'
-
-),
-
-conversions as (
-
-    select * from {{ ref('int_program_conversions') }}
 
 ),
 
@@ -28,9 +23,8 @@ contacts as (
         sends.program,
         sends.contact_id,
         coalesce(bool_or(sends.reason = 'held_out'), false) as is_held_out,
-        coalesce(bool_or(conversions.converted_at >= sends.due_at), false) as has_converted
+        coalesce(bool_or(sends.converted_at >= sends.due_at), false) as has_converted
     from sends
-    left join conversions using (program, contact_id, enrollment_id)
     group by sends.program, sends.contact_id
 
 ),

@@ -3,40 +3,15 @@
 -- version, a hash of the content actually sent, so a changed template starts a new one.
 with
 
-sends as (
-
-    select * from {{ ref('message_sends') }}
-
-),
-
-conversions as (
-
-    select * from {{ ref('int_program_conversions') }}
-
-),
-
 messages as (
 
+    -- each message with its step, variant, day, outcome and conversion
+    -- (int_message_conversions, incremental)
     select
-        sends.program,
-        sends.step,
-        sends.channel,
-        coalesce(sends.template_version, 'none') as variant,
-        -- the day it was sent; for a message not sent, the day it was decided
-        cast(coalesce(sends.sent_at, sends.planned_at) at time zone 'UTC' as date)
-            as message_date,
-        sends.state,
-        sends.reason,
-        sends.was_sent,
-        sends.was_delivered,
-        sends.was_opened,
-        sends.was_clicked,
-        sends.was_bounced,
-        sends.was_unsubscribed,
+        *,
         -- the message's enrollment reached the program's goal after it went out
-        coalesce(conversions.converted_at >= sends.sent_at, false) as has_converted
-    from sends
-    left join conversions using (program, contact_id, enrollment_id)
+        coalesce(converted_at >= sent_at, false) as has_converted
+    from {{ ref('int_message_conversions') }}
 
 ),
 
