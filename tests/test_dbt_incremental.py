@@ -41,12 +41,13 @@ INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
                "marts.survey_audience": "contact_id",
                "intermediate.int_webinar_invitees": "contact_id",
                "intermediate.int_webinar_audience_members": "contact_id",
-               "intermediate.int_message_conversions": "ledger_id"}
+               "intermediate.int_message_conversions": "ledger_id",
+               "intermediate.int_program_contact_outcomes": "contact_id"}
 SELECT = ["+int_lead_engagement_events", "+int_contact_activations", "+message_sends",
           "+contacts", "+consent_history", "+int_lead_stage_evidence", "+onboarding_audience",
           "+contacts_quarantined", "+int_program_conversions", "+int_lead_score_components",
           "+int_nurture_cycles", "+lifecycle_funnel", "+survey_audience",
-          "+int_webinar_audience_members", "+int_message_conversions"]
+          "+int_webinar_audience_members", "+int_program_contact_outcomes"]
 NEW_PHONE = "+358409990001"
 
 
@@ -256,7 +257,8 @@ REDONE_AFTER_LEDGER_ERASURE = {"marts.contacts", "marts.consent_history",
                                "intermediate.int_nurture_cycles", "marts.survey_audience",
                                "intermediate.int_webinar_invitees",
                                "intermediate.int_webinar_audience_members",
-                               "intermediate.int_message_conversions"}
+                               "intermediate.int_message_conversions",
+                               "intermediate.int_program_contact_outcomes"}
 
 
 def test_the_incremental_build_wrote_only_what_the_day_touched(built):

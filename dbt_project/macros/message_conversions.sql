@@ -49,3 +49,28 @@ final as (
 
 select * from final
 {% endmacro %}
+
+{#- int_program_contact_outcomes' rows: every contact's, or those of the `changed`
+    contacts (changed_contacts). -#}
+{% macro program_contact_outcome_rows(changed=none) %}
+select
+    program,
+    contact_id,
+    -- Held out of the program once held out of any message: a transactional message
+    -- (a webinar confirmation) may still reach them. Converted when an enrollment reached
+    -- the goal at or after its first due message, which is when it did so after any of its
+    -- messages' due times: no per-enrollment step over millions of messages.
+    coalesce(bool_or(reason = 'held_out'), false) as is_held_out,
+    coalesce(bool_or(converted_at >= due_at), false) as has_converted
+from {{ ref('int_message_conversions') }}
+where (state = 'sent' or reason = 'held_out') {{ and_contact_in(changed) }}
+group by program, contact_id
+{% endmacro %}
+
+{#- The contacts whose messages or conversions may have changed since `mark`: a message
+    loaded into message_sends since, or the conversions' inputs. -#}
+{% macro message_conversion_inputs_loaded_since(mark) %}
+    select contact_id from {{ ref('message_sends') }} where source_loaded_at > {{ mark }}
+    union all
+    {{ conversion_inputs_loaded_since(mark) }}
+{% endmacro %}

@@ -13,7 +13,7 @@
     unique_key='ledger_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    indexes=[{'columns': ['ledger_id'], 'unique': True}],
+    indexes=[{'columns': ['ledger_id'], 'unique': True}, {'columns': ['contact_id']}],
     pre_hook="{{ one_build_at_a_time() }}",
     post_hook=["{{ rebuild_after_deletions(conversion_source_marks(), message_conversion_rows) }}",
                "{{ remember_build_start() }}"],

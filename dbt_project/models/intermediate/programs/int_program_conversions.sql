@@ -12,7 +12,12 @@
 -- resetting that history (drop table, as its tests do) would be refused. Incremental: a
 -- build redoes the contacts whose inputs were loaded since the last one
 -- (changed_contacts.sql), and every contact when a source lost rows (the post-hook).
-{{ incremental_by_contact('conversion_source_marks()', 'program_conversions_rows') }}
+-- One row per program, contact and enrollment (its unique index): more would count a
+-- conversion twice in the performance marts.
+{{ incremental_by_contact('conversion_source_marks()', 'program_conversions_rows',
+                          indexes=[{'columns': ['contact_id']},
+                                   {'columns': ['program', 'contact_id', 'enrollment_id'],
+                                    'unique': True}]) }}
 
 {{ program_conversions_rows(changed_contacts(
     conversion_inputs_loaded_since(since_last_build()))) }}

@@ -5,27 +5,11 @@
 -- reached before the program spoke is no conversion.
 with
 
-sends as (
-
-    -- each message with its enrollment's conversion (int_message_conversions, incremental)
-    select * from {{ ref('int_message_conversions') }}
-    where state = 'sent' or reason = 'held_out'
-
-),
-
 contacts as (
 
-    -- Held out of the program once held out of any message: a transactional message
-    -- (a webinar confirmation) may still reach them. Converted when an enrollment reached
-    -- the goal at or after its first due message, which is when it did so after any of its
-    -- messages' due times: no per-enrollment step over millions of messages.
-    select
-        sends.program,
-        sends.contact_id,
-        coalesce(bool_or(sends.reason = 'held_out'), false) as is_held_out,
-        coalesce(bool_or(sends.converted_at >= sends.due_at), false) as has_converted
-    from sends
-    group by sends.program, sends.contact_id
+    -- per program and contact: held out or treated, converted or not
+    -- (int_program_contact_outcomes, incremental)
+    select * from {{ ref('int_program_contact_outcomes') }}
 
 ),
 

@@ -1,6 +1,11 @@
 -- Messages per program, step, variant and day: from the decision through delivery to the
 -- program's goal. There are no A/B content variants yet: the variant is the template
 -- version, a hash of the content actually sent, so a changed template starts a new one.
+--
+-- With two parallel workers, unlike the other models: it comes last in a build, after the
+-- per-message table, when dbt's other threads are done and the cores idle; they halve its
+-- 4M-row aggregate.
+{{ config(pre_hook="set max_parallel_workers_per_gather = 2") }}
 with
 
 messages as (

@@ -7,7 +7,9 @@
 -- was loaded since the last one (changed_contacts.sql), and every contact when a source
 -- lost rows (the post-hook). Their rows are deleted first (forget_changed_contacts), so a
 -- contact the CRM moves out of `customer` leaves, as in a full refresh.
-{{ incremental_by_contact('onboarding_source_marks()', 'onboarding_audience_rows') }}
+{{ incremental_by_contact('onboarding_source_marks()', 'onboarding_audience_rows',
+                          indexes=[{'columns': ['contact_id']},
+                                   {'columns': ['enrollment_id'], 'unique': True}]) }}
 
 {{ onboarding_audience_rows(changed_contacts(
     onboarding_inputs_loaded_since(since_last_build()))) }}
