@@ -72,13 +72,19 @@ def test_null_emails_stop_the_send(tampered, tmp_path):
 
 
 def test_duplicate_contacts_stop_the_send(tampered, tmp_path):
-    # The mart's contract makes contact_id a primary key; the guard must hold even where a
-    # warehouse does not enforce it, so drop it here.
+    # The mart's contract makes contact_id a primary key, and a unique index keeps its
+    # enrollment ids unique; the guard must hold even where a warehouse does not enforce
+    # them, so drop both here.
     execute(f"""
-        do $$ declare key text; begin
+        do $$ declare key text; unique_index text; begin
             select conname into key from pg_constraint
              where conrelid = '{AUDIENCE}'::regclass and contype = 'p';
             execute format('alter table {AUDIENCE} drop constraint %I', key);
+            for unique_index in select indexrelid::regclass::text from pg_index
+                                 where indrelid = '{AUDIENCE}'::regclass and indisunique
+            loop
+                execute 'drop index ' || unique_index;
+            end loop;
         end $$;
         insert into {AUDIENCE} select * from {AUDIENCE} where contact_id <= 'C00020'
     """)
