@@ -333,6 +333,24 @@ def test_contacts_that_left_a_table_are_deleted_from_it(built):
     assert incremental == {t: table(t) for t in tables}
 
 
+def test_a_change_of_the_scored_stages_redoes_every_lead(built):
+    """No row was loaded, but the vars say subscribers are scored now: the score components
+    and the nurture cycles take them in, as a full refresh with the same vars would; back
+    to the default, they leave again."""
+    tables = ["intermediate.int_lead_score_components", "intermediate.int_nurture_cycles"]
+    select = ["+int_nurture_cycles", "lead_scores", "nurture_audience"]
+    wider = ("--vars", "{lead_scoring_stages: [lead, mql, subscriber]}")
+    dbt_build(select=select)
+    before = {t: table(t) for t in tables}
+    dbt_build(*wider, select=select)
+    widened = {t: table(t) for t in tables}
+    assert all(len(widened[t]) > len(before[t]) for t in tables)
+    dbt_build(*wider, "--full-refresh", select=select)
+    assert widened == {t: table(t) for t in tables}
+    dbt_build(select=select)
+    assert before == {t: table(t) for t in tables}
+
+
 def test_the_day_reached_the_incremental_tables(built):
     """The comparison is not between two stale tables: each change of the day is there."""
     now, seen = built["now"], built["looked_up"]

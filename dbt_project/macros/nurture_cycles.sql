@@ -154,7 +154,8 @@ final as (
         activity.recent_activity,
         crossings.crossed_at,
         worked.worked_at,
-        contacts.source_loaded_at
+        contacts.source_loaded_at,
+        '{{ nurture_cycle_version() }}' as cycle_version
     from enrollments as cycles
     inner join contacts using (contact_id)
     left join track using (contact_id, enrollment_id)
@@ -202,13 +203,27 @@ select * from final
     select contact_id from {{ ref('int_lead_engagement_events') }}
     where loaded_at > {{ mark }}
         and contact_id in (select contact_id from {{ ref('int_lead_score_components') }})
+    union all
+    -- every contact when the vars the cycles were made with changed
+    select contact_id from {{ ref('int_contacts_deduplicated') }}
+    where exists (
+        select from {{ this }} where cycle_version <> '{{ nurture_cycle_version() }}'
+    )
+{% endmacro %}
+
+{#- What the cycles depend on beyond the data: who is a lead (the scoring's vars) and the
+    recycling cooldown. -#}
+{% macro nurture_cycle_version() %}
+    {{- return(local_md5(lead_scoring_version() ~ var('nurture_recycle_cooldown_days'))) }}
 {% endmacro %}
 
 {#- The deletion marks of what the cycles read; for the events, those the engagement events
-    remembered (they drop an erased event without a newer load time). -#}
+    remembered (they drop an erased event without a newer load time); the score history's
+    (a reset empties it). -#}
 {% macro nurture_cycle_source_marks() %}
     {%- set marks = remembered_deletion_marks('int_lead_engagement_events') %}
     {%- do marks.update(contact_source_marks()) %}
-    {%- do marks.update(source_deletion_marks(lead_stage_sources())) %}
+    {%- do marks.update(source_deletion_marks(lead_stage_sources()
+                                              + [ref('lead_score_history')])) %}
     {{- return(marks) }}
 {% endmacro %}

@@ -166,6 +166,13 @@ select * from final
         and contact_id in (select contact_id from {{ this }})
     union all
     select contact_id from {{ this }} where triggered_at <= now() - interval '30 days'
+    union all
+    -- the contact that had a ticket loaded since: a ticket moved to another contact
+    select contact_id from {{ this }}
+    where enrollment_id in (
+        select 'survey:ticket_closed:' || ticket_id from {{ ref('stg_support__tickets') }}
+        where loaded_at > {{ mark }}
+    )
 {% endmacro %}
 
 {% macro survey_audience_source_marks() %}

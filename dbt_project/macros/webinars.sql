@@ -9,9 +9,15 @@
     starts_at between {{ at }} + interval '2 days' and {{ at }} + interval '4 days'
 {%- endmacro %}
 
+{#- The days before a webinar's start at which a window opens or closes (above). -#}
+{% macro webinar_window_edges() %}
+    {{- return([15, 12, 4, 2]) }}
+{% endmacro %}
+
 {#- The contacts whose invitations may have changed since `mark`: a CRM row (the stage a
     webinar targets) or an invitation sent since; every contact when a webinar was loaded
-    or a window opened or closed since. -#}
+    or one of its windows opened or closed since (even both: an edge, not the state, is
+    compared). -#}
 {% macro webinar_invitee_inputs_loaded_since(mark) %}
     {{ contacts_loaded_since(['stg_crm__contacts'], mark) }}
     union all
@@ -22,9 +28,9 @@
     where exists (
         select from {{ ref('stg_app__webinars') }}
         where loaded_at > {{ mark }}
-            or ({{ webinar_is_inviting(mark) }}) <> ({{ webinar_is_inviting('now()') }})
-            or ({{ webinar_is_calling_last(mark) }})
-                <> ({{ webinar_is_calling_last('now()') }})
+        {%- for days in webinar_window_edges() %}
+            or starts_at - interval '{{ days }} days' between {{ mark }} and now()
+        {%- endfor %}
     )
 {% endmacro %}
 
