@@ -110,11 +110,13 @@
 
 {#- The config of a per-contact incremental model: `marks`, the call that gives the deletion
     marks it follows, and `rows`, the name of the macro rendering its rows, both as text
-    for its post-hook. -#}
-{% macro incremental_by_contact(marks, rows, indexes=[{'columns': ['contact_id']}]) %}
+    for its post-hook. `unique_key`: another key for a table that also takes rows of
+    other contacts (int_message_conversions, by message). -#}
+{% macro incremental_by_contact(marks, rows, indexes=[{'columns': ['contact_id']}],
+                                unique_key='contact_id') %}
     {{ config(
         materialized='incremental',
-        unique_key='contact_id',
+        unique_key=unique_key,
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         indexes=indexes,

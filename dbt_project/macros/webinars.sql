@@ -1,17 +1,23 @@
-{#- The webinar program's windows (dags/webinar.py), as of `at`: the invitation goes out
-    14 days before and is open for 2 days, the last call 3 days before and open for a day,
-    each from a day ahead (nurture.policies.LOOKAHEAD). -#}
-{% macro webinar_is_inviting(at) -%}
-    starts_at between {{ at }} + interval '12 days' and {{ at }} + interval '15 days'
+{#- The webinar program's windows (dags/webinar.py), as days before a webinar's start: the
+    invitation goes out 14 days before and is open for 2 days, the last call 3 days before
+    and open for a day, each from a day ahead (nurture.policies.LOOKAHEAD). -#}
+{% macro webinar_windows() %}
+    {{- return({'inviting': (12, 15), 'calling_last': (2, 4)}) }}
+{% endmacro %}
+
+{#- Whether a webinar (`starts_at`) is in `window` now. -#}
+{% macro webinar_in_window(window) -%}
+    {%- set first, last = webinar_windows()[window] -%}
+    starts_at between now() + interval '{{ first }} days' and now() + interval '{{ last }} days'
 {%- endmacro %}
 
-{% macro webinar_is_calling_last(at) -%}
-    starts_at between {{ at }} + interval '2 days' and {{ at }} + interval '4 days'
-{%- endmacro %}
-
-{#- The days before a webinar's start at which a window opens or closes (above). -#}
-{% macro webinar_window_edges() %}
-    {{- return([15, 12, 4, 2]) }}
+{#- The webinar invitations sent (one ledger row at most per contact and webinar: its
+    unique key), of the `changed` contacts. -#}
+{% macro webinar_invitations_sent(changed=none) %}
+    select contact_id, enrollment_id
+    from {{ ref('stg_nurture__message_ledger') }}
+    where program = 'webinar' and step = 'invitation' and state = 'sent'
+        {{ and_contact_in(changed) }}
 {% endmacro %}
 
 {#- The contacts whose invitations may have changed since `mark`: a CRM row (the stage a
@@ -28,9 +34,9 @@
     where exists (
         select from {{ ref('stg_app__webinars') }}
         where loaded_at > {{ mark }}
-        {%- for days in webinar_window_edges() %}
+        {%- for edges in webinar_windows().values() %}{% for days in edges %}
             or starts_at - interval '{{ days }} days' between {{ mark }} and now()
-        {%- endfor %}
+        {%- endfor %}{% endfor %}
     )
 {% endmacro %}
 
@@ -67,8 +73,8 @@ webinars as (
 
     select
         *,
-        {{ webinar_is_inviting('now()') }} as is_inviting,
-        {{ webinar_is_calling_last('now()') }} as is_calling_last
+        {{ webinar_in_window('inviting') }} as is_inviting,
+        {{ webinar_in_window('calling_last') }} as is_calling_last
     from {{ ref('stg_app__webinars') }}
 
 ),
@@ -82,10 +88,7 @@ contacts as (
 
 invited as (
 
-    select contact_id, enrollment_id
-    from {{ ref('stg_nurture__message_ledger') }}
-    where program = 'webinar' and step = 'invitation' and state = 'sent'
-        {{ and_contact_in(changed) }}
+    {{ webinar_invitations_sent(changed) }}
 
 ),
 
@@ -155,11 +158,8 @@ contacts as (
 
 invited as (
 
-    -- Whether the invitation went out (one ledger row at most: its unique key).
-    select contact_id, enrollment_id
-    from {{ ref('stg_nurture__message_ledger') }}
-    where program = 'webinar' and step = 'invitation' and state = 'sent'
-        {{ and_contact_in(changed) }}
+    -- Whether the invitation went out.
+    {{ webinar_invitations_sent(changed) }}
 
 ),
 

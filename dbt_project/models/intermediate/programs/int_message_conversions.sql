@@ -8,16 +8,10 @@
 -- redid (the same inputs, changed_contacts.sql); every message when a source of the
 -- conversions lost rows (the post-hook), or when more than incremental_contacts_limit
 -- contacts changed.
-{{ config(
-    materialized='incremental',
-    unique_key='ledger_id',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    indexes=[{'columns': ['ledger_id'], 'unique': True}, {'columns': ['contact_id']}],
-    pre_hook="{{ one_build_at_a_time() }}",
-    post_hook=["{{ rebuild_after_deletions(conversion_source_marks(), message_conversion_rows) }}",
-               "{{ remember_build_start() }}"],
-) }}
+{{ incremental_by_contact('conversion_source_marks()', 'message_conversion_rows',
+                          indexes=[{'columns': ['ledger_id'], 'unique': True},
+                                   {'columns': ['contact_id']}],
+                          unique_key='ledger_id') }}
 {%- set mark = since_last_build() %}
 
 {{ message_conversion_rows(
