@@ -7,7 +7,6 @@ rate measured per task would let them send twice as fast."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 from functools import partial
 
@@ -33,15 +32,16 @@ def url(warehouse_url):
 
 
 def recording_slots(limiter: SharedRateLimiter, times: list[float]) -> SharedRateLimiter:
-    """`limiter`, noting each request's slot as it reserves it: the schedule the limiter
-    keeps, not when a sleeping thread happened to wake (a thread woken late next to one woken
-    on time put 21 requests in a second on a busy machine)."""
+    """`limiter`, noting each request's slot as the warehouse reserved it: the schedule the
+    limiter keeps, on one clock. (Slots noted on each thread's clock when its reservation
+    came back, or when a sleeping thread woke, put 21 requests in a second on a busy
+    machine: the lag of one task's reply next to another's.)"""
     reserve = limiter._reserve
 
-    def reserved() -> float:
-        delay = reserve()  # called under the limiter's lock: slots are noted in order
-        times.append(time.monotonic() + max(delay, 0.0))
-        return delay
+    def reserved() -> tuple[float, float]:
+        slot, delay = reserve()
+        times.append(slot)
+        return slot, delay
 
     limiter._reserve = reserved
     return limiter

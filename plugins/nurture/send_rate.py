@@ -22,14 +22,16 @@ create table if not exists nurture.send_rate_slots (
 )
 """
 
-# Take the next free slot (now, after an idle spell: no burst to catch up); seconds to wait.
+# Take the next free slot (now, after an idle spell: no burst to catch up): the slot, in
+# epoch seconds on the warehouse's clock, and the seconds to wait for it.
 _RESERVE = """
 insert into nurture.send_rate_slots as slots (sender, next_slot)
 values (%(sender)s, clock_timestamp() + make_interval(secs => %(interval)s))
 on conflict (sender) do update
     set next_slot = greatest(slots.next_slot, clock_timestamp())
                     + make_interval(secs => %(interval)s)
-returning extract(epoch from slots.next_slot - clock_timestamp()) - %(interval)s
+returning extract(epoch from slots.next_slot) - %(interval)s,
+          extract(epoch from slots.next_slot - clock_timestamp()) - %(interval)s
 """
 
 
@@ -48,11 +50,13 @@ class SharedRateLimiter:
     def acquire(self) -> None:
         """Block until this request's slot."""
         with self._lock:
-            delay = self._reserve()
+            _, delay = self._reserve()
         if delay > 0:
             time.sleep(delay)
 
-    def _reserve(self) -> float:
+    def _reserve(self) -> tuple[float, float]:
+        """Reserve the sender's next slot: (its time on the warehouse's clock, seconds to
+        wait for it)."""
         import psycopg2
 
         if self._conn is None or self._conn.closed:
@@ -60,4 +64,5 @@ class SharedRateLimiter:
             self._conn.autocommit = True
         with self._conn.cursor() as cur:
             cur.execute(_RESERVE, {"sender": self.sender, "interval": self.interval})
-            return float(cur.fetchone()[0])
+            slot, delay = cur.fetchone()
+            return float(slot), float(delay)
