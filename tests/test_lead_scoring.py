@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -233,3 +234,43 @@ def test_an_event_erased_before_the_lookback_still_leaves_the_sums(built):
     assert rows("select engagement_event_count from marts.lead_scores where contact_id = %s",
                 hot) == [(count - 1,)]
     assert scored_event_by_event() == []
+
+
+def test_a_lead_decayed_below_the_threshold_gets_its_row_the_same_day(built):
+    """Later in a UTC day the history compares only the leads that can have moved: one
+    whose components did not change, but whose score fell below the threshold with time
+    alone since the last build, still gets its `fell_below_mql` row. Time is moved by
+    moving the last build's mark and the components' build back up to three hours (not
+    past midnight), and the lead's latest event back until it is just below the threshold
+    now, yet was at it then. No lookback: the seed's rows, loaded minutes ago, would be
+    read again and the lead summed from its events."""
+    [(lead, fit, threshold)] = rows(
+        "select contact_id, fit_score, mql_threshold from marts.lead_scores"
+        " where is_mql order by fit_score, contact_id limit 1")
+    assert rows("select is_mql from marts.lead_score_history where contact_id = %s"
+                " order by scored_at desc limit 1", lead) == [(True,)]
+    now = datetime.now(UTC)
+    hours = min(3.0, (now - now.replace(hour=0, minute=0, second=0)).seconds / 3600 - 0.1)
+    # the score at the mark is the score now times 2 ^ (days since / half-life): halfway,
+    # the lead was an MQL at the mark and is not now
+    engagement_now = (threshold - fit) * (1 + 2 ** (-hours / 24 / 14)) / 2
+    if threshold - fit - engagement_now < 0.015:
+        pytest.skip("too soon after midnight UTC to tell a decay from rounding")
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("update intermediate.build_marks set started_at = started_at - %s"
+                    " * interval '1 hour' where model like 'lead_score_history:%%'", (hours,))
+        cur.execute("update intermediate.int_lead_score_components"
+                    " set built_at = built_at - %s * interval '1 hour'", (hours,))
+        cur.execute(
+            "update intermediate.int_lead_score_components set last_engaged_at = now()"
+            " - interval '14 days' * ln(engagement_points / %s) / ln(2) where contact_id = %s",
+            (engagement_now, lead))
+    assert rows("select is_mql from marts.lead_scores where contact_id = %s", lead) == [
+        (False,)]
+    try:
+        dbt_build("--vars", '{"incremental_lookback": "0 seconds"}')
+        assert rows("select change_reasons, is_mql from marts.lead_score_history"
+                    " where contact_id = %s order by scored_at desc limit 1", lead) == [
+            ("fell_below_mql", False)]
+    finally:  # the lead's components as its events have them again
+        dbt_build("--full-refresh")

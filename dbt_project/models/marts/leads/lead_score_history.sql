@@ -2,6 +2,8 @@
 -- score changed for a reason other than time passing (a new event, a new profile answer,
 -- crossing the threshold either way), and one row per contact per day so the decay shows.
 -- The past cannot be rebuilt from the sources, so --full-refresh leaves this table alone.
+-- Later in a UTC day only the leads that can have moved are compared (lead_score_history.sql
+-- in macros).
 {{
     config(
         materialized='incremental',
@@ -9,13 +11,19 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         full_refresh=false,
+        post_hook=["{{ remember_score_history_build() }}"],
     )
 }}
+-- depends_on: {{ ref('int_lead_score_components') }}
+{%- set mark = score_history_mark() %}
 with
 
 scores as (
 
     select * from {{ ref('lead_scores') }}
+    {%- if mark %}
+    where {{ score_history_candidates(mark) }}
+    {%- endif %}
 
 ),
 

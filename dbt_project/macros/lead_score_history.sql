@@ -1,0 +1,51 @@
+{#- lead_score_history compares every lead with its latest row on the first build of a UTC
+    day (each gets the day's row) and after the scoring changed. Later the same day only
+    the leads that can have moved are compared (score_history_candidates): looking up
+    200,000 latest rows was most of an hourly build's history at a million contacts. -#}
+
+{#- Since when the leads are compared: the start of the history's last build less the
+    lookback, when that build was today (UTC) with the scoring as now; none (every lead)
+    otherwise, and on a back-test (var lead_scores_as_of). -#}
+{% macro score_history_mark() %}
+    {%- if not execute or not is_incremental() or var('lead_scores_as_of') %}
+        {{- return(none) }}
+    {%- endif %}
+    {%- set found = run_query(
+            "select started_at::text from " ~ build_marks_table()
+            ~ " where model = '" ~ score_history_mark_name() ~ "'"
+            ~ " and (started_at at time zone 'UTC')::date = (now() at time zone 'UTC')::date") %}
+    {%- if not found.rows %}{{ return(none) }}{% endif %}
+    {{- return("'" ~ found.columns[0].values()[0] ~ "'::timestamptz - interval '"
+               ~ var('incremental_lookback') ~ "'") }}
+{% endmacro %}
+
+{#- The leads of lead_scores that can have a new row since `mark`: those whose components
+    were written since (a new event, profile or stage, the scoring summed again), and those
+    below the threshold now whose score at `mark` was at it: the score falls with time
+    alone, never rises. Rounding is met with a cent to spare; a lead compared needlessly
+    gets no row. -#}
+{% macro score_history_candidates(mark) %}
+    contact_id in (select contact_id from {{ ref('int_lead_score_components') }}
+                   where built_at > {{ mark }})
+    or last_engaged_at > {{ mark }}
+    or (not is_mql
+        and fit_score + engagement_score * power(2.0, extract(epoch from scored_at - {{ mark }})
+                                                      / 86400.0
+                                                      / {{ var('lead_engagement_half_life_days') }})
+            >= mql_threshold - 0.01)
+{% endmacro %}
+
+{#- Post-hook: this build's start, under a name that holds the scoring's version and the
+    threshold, so that a build after either changed compares every lead. -#}
+{% macro remember_score_history_build() %}
+    delete from {{ build_marks_table() }}
+    where model like '{{ this.identifier }}:%' and model <> '{{ score_history_mark_name() }}';
+    insert into {{ build_marks_table() }} (model, started_at)
+    values ('{{ score_history_mark_name() }}', '{{ run_started_at }}')
+    on conflict (model) do update set started_at = excluded.started_at;
+{% endmacro %}
+
+{% macro score_history_mark_name() %}
+    {{- return(this.identifier ~ ':'
+               ~ local_md5(lead_scoring_version() ~ var('lead_mql_threshold'))) }}
+{% endmacro %}
