@@ -172,3 +172,8 @@ final as (
 )
 
 select * from final
+{%- if not is_incremental() %}
+-- a contact's events together on disk: the sums and the audience read them by contact,
+-- and a year of them scattered by load time cost a page each
+order by contact_id, occurred_at desc
+{%- endif %}
