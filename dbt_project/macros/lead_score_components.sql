@@ -45,9 +45,9 @@ final as (
         coalesce(sums.engagement_event_count, 0) as engagement_event_count,
         sums.last_engaged_at,
         '{{ lead_scoring_version() }}' as scoring_version,
-        -- the build that wrote the row: lead_score_history compares the leads written since
-        -- its own last build (score_history_candidates)
-        cast('{{ run_started_at }}' as timestamptz) as built_at
+        -- when the row was written: lead_score_history compares the leads written since its
+        -- own last build (score_history_candidates)
+        statement_timestamp() as built_at
     from leads
     left join fit using (contact_id)
     left join sums using (contact_id)

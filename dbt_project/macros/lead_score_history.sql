@@ -3,9 +3,9 @@
     the leads that can have moved are compared (score_history_candidates): looking up
     200,000 latest rows was most of an hourly build's history at a million contacts. -#}
 
-{#- Since when the leads are compared: the start of the history's last build less the
-    lookback, when that build was today (UTC) with the scoring as now; none (every lead)
-    otherwise, and on a back-test (var lead_scores_as_of). -#}
+{#- Since when the leads are compared: when the history's last build scored them, if
+    that was today (UTC) with the scoring as now; none (every lead) otherwise, and on a
+    back-test (var lead_scores_as_of). -#}
 {% macro score_history_mark() %}
     {%- if not execute or not is_incremental() or var('lead_scores_as_of') %}
         {{- return(none) }}
@@ -15,15 +15,16 @@
             ~ " where model = '" ~ score_history_mark_name() ~ "'"
             ~ " and (started_at at time zone 'UTC')::date = (now() at time zone 'UTC')::date") %}
     {%- if not found.rows %}{{ return(none) }}{% endif %}
-    {{- return("'" ~ found.columns[0].values()[0] ~ "'::timestamptz - interval '"
-               ~ var('incremental_lookback') ~ "'") }}
+    {{- return("'" ~ found.columns[0].values()[0] ~ "'::timestamptz") }}
 {% endmacro %}
 
 {#- The leads of lead_scores that can have a new row since `mark`: those whose components
     were written since (a new event, profile or stage, the scoring summed again), and those
     below the threshold now whose score at `mark` was at it: the score falls with time
     alone, never rises. Rounding is met with a cent to spare; a lead compared needlessly
-    gets no row. -#}
+    gets no row. No lookback: the history's build waits for a build of the components in
+    flight (lock_score_components), and a row written after it started has a later
+    `built_at` (the time of the statement that wrote it). -#}
 {% macro score_history_candidates(mark) %}
     contact_id in (select contact_id from {{ ref('int_lead_score_components') }}
                    where built_at > {{ mark }})
@@ -35,13 +36,21 @@
             >= mql_threshold - 0.01)
 {% endmacro %}
 
-{#- Post-hook: this build's start, under a name that holds the scoring's version and the
-    threshold, so that a build after either changed compares every lead. -#}
+{#- Pre-hook: wait for a build of the components in flight (its one_build_at_a_time lock)
+    and keep it out until this build commits: the components this build does not see are
+    written after it began. -#}
+{% macro lock_score_components() %}
+    select pg_advisory_xact_lock(hashtext('nurture:build:{{ ref('int_lead_score_components') }}'))
+{% endmacro %}
+
+{#- Post-hook: when this build scored the leads (its transaction's start, the `scored_at`
+    of its rows), under a name that holds the scoring's version and the threshold, so that
+    a build after either changed compares every lead. -#}
 {% macro remember_score_history_build() %}
     delete from {{ build_marks_table() }}
     where model like '{{ this.identifier }}:%' and model <> '{{ score_history_mark_name() }}';
     insert into {{ build_marks_table() }} (model, started_at)
-    values ('{{ score_history_mark_name() }}', '{{ run_started_at }}')
+    values ('{{ score_history_mark_name() }}', now())
     on conflict (model) do update set started_at = excluded.started_at;
 {% endmacro %}
 

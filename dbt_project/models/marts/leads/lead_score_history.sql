@@ -11,6 +11,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         full_refresh=false,
+        pre_hook=["{{ lock_score_components() }}"],
         post_hook=["{{ remember_score_history_build() }}"],
     )
 }}
