@@ -18,22 +18,26 @@
     {{- return("'" ~ found.columns[0].values()[0] ~ "'::timestamptz") }}
 {% endmacro %}
 
-{#- The leads of lead_scores that can have a new row since `mark`: those whose components
-    were written since (a new event, profile or stage, the scoring summed again), and those
-    below the threshold now whose score at `mark` was at it: the score falls with time
-    alone, never rises. Rounding is met with a cent to spare; a lead compared needlessly
-    gets no row. No lookback: the history's build waits for a build of the components in
-    flight (lock_score_components), and a row written after it started has a later
-    `built_at` (the time of the statement that wrote it). -#}
+{#- The leads of lead_scores that can have a new row since `mark`, as a condition on it:
+    those whose components were written since (a new event, profile or stage, the scoring
+    summed again), and those at the threshold at `mark` and below it now: the score falls
+    with time alone, never rises. Rounding is met with a cent to spare; a lead compared
+    needlessly gets no row. Worked out on the components, as an array the view takes to
+    their index: filtered after the view, it scored all 200,000 leads (2.5 s on the bench).
+    No lookback: the history's build waits for a build of the components in flight
+    (lock_score_components), and a row written after it started has a later `built_at`
+    (the time of the statement that wrote it). -#}
 {% macro score_history_candidates(mark) %}
-    contact_id in (select contact_id from {{ ref('int_lead_score_components') }}
-                   where built_at > {{ mark }})
-    or last_engaged_at > {{ mark }}
-    or (not is_mql
-        and fit_score + engagement_score * power(2.0, extract(epoch from scored_at - {{ mark }})
-                                                      / 86400.0
-                                                      / {{ var('lead_engagement_half_life_days') }})
-            >= mql_threshold - 0.01)
+    {%- set threshold = var('lead_mql_threshold') %}
+    contact_id = any(array(
+        select contact_id from {{ ref('int_lead_score_components') }}
+        where built_at > {{ mark }}
+            or last_engaged_at > {{ mark }}
+            or (fit_score + engagement_points * {{ decay(mark ~ ' - last_engaged_at') }}
+                    >= {{ threshold }} - 0.01
+                and fit_score + engagement_points * {{ decay('now() - last_engaged_at') }}
+                    < {{ threshold }} + 0.01)
+    ))
 {% endmacro %}
 
 {#- Pre-hook: wait for a build of the components in flight (its one_build_at_a_time lock)
