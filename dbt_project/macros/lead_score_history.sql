@@ -31,7 +31,10 @@
     {%- set threshold = var('lead_mql_threshold') %}
     contact_id = any(array(
         select contact_id from {{ ref('int_lead_score_components') }}
-        where built_at > {{ mark }}
+        -- every lead when the day turned since the mark was read (a build compiled before
+        -- midnight that scores after it)
+        where ({{ mark }} at time zone 'UTC')::date < (now() at time zone 'UTC')::date
+            or built_at > {{ mark }}
             or last_engaged_at > {{ mark }}
             or (fit_score + engagement_points * {{ decay(mark ~ ' - last_engaged_at') }}
                     >= {{ threshold }} - 0.01
