@@ -106,6 +106,14 @@ def test_the_funnel_keeps_stages_and_sales_feedback(built):
                 " from marts.funnel_daily_snapshot)") == [(30, 11, 4, 1)]
 
 
+def test_the_history_indexes_its_mql_rows_by_time(built):
+    """The conversions, the funnel and the nurture cycles read the MQL rows scored since
+    their last build; the history grows by a row per lead a day."""
+    [(definition,)] = rows("select indexdef from pg_indexes where schemaname = 'marts'"
+                           " and indexname = 'lead_score_history_mql_scored_at'")
+    assert definition.endswith("(scored_at) WHERE is_mql")
+
+
 def scored_event_by_event() -> list[tuple]:
     """Each lead whose score differs from ageing every one of its events to the score's
     time, as lead_scores did before it aged per-lead sums; [] when all agree."""

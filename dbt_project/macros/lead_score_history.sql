@@ -65,3 +65,12 @@
     {{- return(this.identifier ~ ':'
                ~ local_md5(lead_scoring_version() ~ var('lead_mql_threshold'))) }}
 {% endmacro %}
+
+{#- Post-hook: an index on the MQL rows by time, for the models that read the MQLs scored
+    since their last build (conversions, the funnel, the nurture cycles): without it each
+    build reads the whole history, which grows by a row per lead a day. Not dbt's
+    `indexes` config: that applies when a table is created, and this one never is again. -#}
+{% macro index_mql_rows_by_time() %}
+    create index if not exists {{ this.identifier }}_mql_scored_at
+    on {{ this }} (scored_at) where is_mql
+{% endmacro %}

@@ -12,7 +12,7 @@
         on_schema_change='append_new_columns',
         full_refresh=false,
         pre_hook=["{{ lock_score_components() }}"],
-        post_hook=["{{ remember_score_history_build() }}"],
+        post_hook=["{{ remember_score_history_build() }}", "{{ index_mql_rows_by_time() }}"],
     )
 }}
 -- depends_on: {{ ref('int_lead_score_components') }}
