@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -247,16 +247,25 @@ def test_an_event_erased_before_the_lookback_still_leaves_the_sums(built):
 def test_a_lead_decayed_below_the_threshold_gets_its_row_the_same_day(built):
     """Later in a UTC day the history compares only the leads that can have moved: one
     whose components did not change, but whose score fell below the threshold with time
-    alone since the last build, still gets its `fell_below_mql` row. Time is moved by
-    moving the last build's mark and the components' build back up to three hours (not
-    past midnight), and the lead's latest event back until it is just below the threshold
-    now, yet was at it then. No lookback: the seed's rows, loaded minutes ago, would be
-    read again and the lead summed from its events."""
+    alone since the last build, still gets its `fell_below_mql` row; one far below it, whose
+    latest row is made to disagree with its score, is not compared (a full comparison
+    would write it a `fit_changed` row). Time is moved by moving the last build's mark and
+    the components' build back up to three hours (not past midnight), and the first lead's
+    latest event back until it is just below the threshold now, yet was at it then. No
+    lookback: the seed's rows, loaded minutes ago, would be read again and the lead summed
+    from its events."""
     [(lead, fit, threshold)] = rows(
         "select contact_id, fit_score, mql_threshold from marts.lead_scores"
         " where is_mql order by fit_score, contact_id limit 1")
     assert rows("select is_mql from marts.lead_score_history where contact_id = %s"
                 " order by scored_at desc limit 1", lead) == [(True,)]
+    [(far_below,)] = rows(
+        "select contact_id from marts.lead_scores where total_score < mql_threshold - 20"
+        " and coalesce(last_engaged_at < now() - interval '1 day', true)"
+        " order by contact_id limit 1")
+    latest_of_far_below = ("update marts.lead_score_history set fit_score = fit_score + %s"
+                           " where contact_id = %s and scored_at = (select max(scored_at)"
+                           " from marts.lead_score_history where contact_id = %s)")
     now = datetime.now(UTC)
     hours = min(3.0, (now - now.replace(hour=0, minute=0, second=0)).seconds / 3600 - 0.1)
     # the score at the mark is the score now times 2 ^ (days since / half-life): halfway,
@@ -273,12 +282,33 @@ def test_a_lead_decayed_below_the_threshold_gets_its_row_the_same_day(built):
             "update intermediate.int_lead_score_components set last_engaged_at = now()"
             " - interval '14 days' * ln(engagement_points / %s) / ln(2) where contact_id = %s",
             (engagement_now, lead))
+        cur.execute(latest_of_far_below, (1, far_below, far_below))
     assert rows("select is_mql from marts.lead_scores where contact_id = %s", lead) == [
         (False,)]
+    history_of_far_below = rows("select * from marts.lead_score_history"
+                                " where contact_id = %s order by scored_at", far_below)
     try:
         dbt_build("--vars", '{"incremental_lookback": "0 seconds"}')
         assert rows("select change_reasons, is_mql from marts.lead_score_history"
                     " where contact_id = %s order by scored_at desc limit 1", lead) == [
             ("fell_below_mql", False)]
-    finally:  # the lead's components as its events have them again
+        assert rows("select * from marts.lead_score_history where contact_id = %s"
+                    " order by scored_at", far_below) == history_of_far_below
+    finally:  # the leads' components and history as their events have them again
+        with warehouse.connect() as conn, conn.cursor() as cur:
+            cur.execute(latest_of_far_below, (-1, far_below, far_below))
         dbt_build("--full-refresh")
+
+
+def test_a_back_test_forgets_the_history_mark(built):
+    """A back-test (var lead_scores_as_of) compares the leads as of another time: the next
+    build must compare every lead, not start from it. (dbt's `--empty` would be one too;
+    the engagement model's aliased refs do not build empty.)"""
+    marks = "select count(*) from intermediate.build_marks where model like 'lead_score_history:%%'"
+    dbt_build()
+    assert rows(marks) == [(1,)]
+    as_of = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    dbt_build("--vars", json.dumps({"lead_scores_as_of": as_of}))
+    assert rows(marks) == [(0,)]
+    dbt_build()
+    assert rows(marks) == [(1,)]

@@ -4,10 +4,12 @@
     200,000 latest rows was most of an hourly build's history at a million contacts. -#}
 
 {#- Since when the leads are compared: when the history's last build scored them, if
-    that was today (UTC) with the scoring as now; none (every lead) otherwise, and on a
-    back-test (var lead_scores_as_of). -#}
+    that was today (UTC) with the scoring as now; none (every lead) otherwise, on a
+    back-test (var lead_scores_as_of), and with a negative engagement weight (a score that
+    can rise with time alone). -#}
 {% macro score_history_mark() %}
-    {%- if not execute or not is_incremental() or var('lead_scores_as_of') %}
+    {%- if not execute or not is_incremental() or not score_history_marks_kept()
+          or var('lead_engagement_weights').values() | select('lt', 0) | list %}
         {{- return(none) }}
     {%- endif %}
     {%- set found = run_query(
@@ -16,6 +18,12 @@
             ~ " and (started_at at time zone 'UTC')::date = (now() at time zone 'UTC')::date") %}
     {%- if not found.rows %}{{ return(none) }}{% endif %}
     {{- return("'" ~ found.columns[0].values()[0] ~ "'::timestamptz") }}
+{% endmacro %}
+
+{#- Whether this build compares every lead as of now, so that a later one may start from
+    it: not a back-test (var lead_scores_as_of), not `dbt build --empty`. -#}
+{% macro score_history_marks_kept() %}
+    {{- return(not var('lead_scores_as_of') and not invocation_args_dict.get('empty')) }}
 {% endmacro %}
 
 {#- The leads of lead_scores that can have a new row since `mark`, as a condition on it:
@@ -31,8 +39,8 @@
     {%- set threshold = var('lead_mql_threshold') %}
     contact_id = any(array(
         select contact_id from {{ ref('int_lead_score_components') }}
-        -- every lead when the day turned since the mark was read (a build compiled before
-        -- midnight that scores after it)
+        -- every lead if the day turned after the mark was read: today the read and the
+        -- scoring share one transaction, and so one now(); this holds should they not
         where ({{ mark }} at time zone 'UTC')::date < (now() at time zone 'UTC')::date
             or built_at > {{ mark }}
             or last_engaged_at > {{ mark }}
@@ -51,19 +59,30 @@
 {% endmacro %}
 
 {#- Post-hook: when this build scored the leads (its transaction's start, the `scored_at`
-    of its rows), under a name that holds the scoring's version and the threshold, so that
-    a build after either changed compares every lead. -#}
+    of its rows), under a name that holds what the scores are made with, so that a build
+    after that changed compares every lead. A back-test or an empty build forgets the
+    mark instead: it did not compare the leads as of now. -#}
 {% macro remember_score_history_build() %}
     delete from {{ build_marks_table() }}
-    where model like '{{ this.identifier }}:%' and model <> '{{ score_history_mark_name() }}';
+    where model like '{{ this.identifier }}:%'
+    {%- if score_history_marks_kept() %}
+        and model <> '{{ score_history_mark_name() }}';
     insert into {{ build_marks_table() }} (model, started_at)
     values ('{{ score_history_mark_name() }}', now())
-    on conflict (model) do update set started_at = excluded.started_at;
+    on conflict (model) do update set started_at = excluded.started_at
+    {%- endif %};
 {% endmacro %}
 
+{#- The mark's name: the model's, and a hash of the scoring's vars, the threshold, the
+    lead_scores view's definition (the code that scores) and this model's code (the reasons
+    it compares). -#}
 {% macro score_history_mark_name() %}
+    {%- if not execute %}{{ return(this.identifier ~ ':') }}{% endif %}
+    {%- set view = run_query("select coalesce(md5(pg_get_viewdef(to_regclass('"
+                             ~ ref('lead_scores') ~ "'))), '')") %}
     {{- return(this.identifier ~ ':'
-               ~ local_md5(lead_scoring_version() ~ var('lead_mql_threshold'))) }}
+               ~ local_md5(lead_scoring_version() ~ var('lead_mql_threshold')
+                           ~ view.columns[0].values()[0] ~ model.raw_code)) }}
 {% endmacro %}
 
 {#- Post-hook: an index on the MQL rows by time, for the models that read the MQLs scored
