@@ -103,9 +103,11 @@
 
 {#- Pre-hook: builds of this model one at a time (the scheduled build and a program's
     audience step both build contacts): a second build's delete+insert waits for the first
-    to commit, then reads past it, instead of inserting a contact the first just did. -#}
-{% macro one_build_at_a_time() %}
-    select pg_advisory_xact_lock(hashtext('nurture:build:{{ this }}'))
+    to commit, then reads past it, instead of inserting a contact the first just did.
+    With `relation`, waits for a build of that model instead (lead_score_history, for the
+    components it compares). -#}
+{% macro one_build_at_a_time(relation=none) %}
+    select pg_advisory_xact_lock(hashtext('nurture:build:{{ relation or this }}'))
 {% endmacro %}
 
 {#- The config of a per-contact incremental model: `marks`, the call that gives the deletion

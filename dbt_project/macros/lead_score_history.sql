@@ -4,7 +4,8 @@
     200,000 latest rows was most of an hourly build's history at a million contacts. -#}
 
 {#- Since when the leads are compared: when the history's last build scored them, if
-    that was today (UTC) with the scoring as now; none (every lead) otherwise, on a
+    that was today (UTC: this read and the scoring are one transaction, one now()) with
+    the scoring as now; none (every lead) otherwise, on a
     back-test (var lead_scores_as_of), and with a negative engagement weight (a score that
     can rise with time alone). -#}
 {% macro score_history_mark() %}
@@ -32,17 +33,14 @@
     with time alone, never rises. Rounding is met with a cent to spare; a lead compared
     needlessly gets no row. Worked out on the components, as an array the view takes to
     their index: filtered after the view, it scored all 200,000 leads (2.5 s on the bench).
-    No lookback: the history's build waits for a build of the components in flight
-    (lock_score_components), and a row written after it started has a later `built_at`
-    (the time of the statement that wrote it). -#}
+    No lookback: the history's build first waits for a build of the components in flight
+    (its pre-hook, one_build_at_a_time), and a row written after it started has a later
+    `built_at` (the time of the statement that wrote it). -#}
 {% macro score_history_candidates(mark) %}
     {%- set threshold = var('lead_mql_threshold') %}
     contact_id = any(array(
         select contact_id from {{ ref('int_lead_score_components') }}
-        -- every lead if the day turned after the mark was read: today the read and the
-        -- scoring share one transaction, and so one now(); this holds should they not
-        where ({{ mark }} at time zone 'UTC')::date < (now() at time zone 'UTC')::date
-            or built_at > {{ mark }}
+        where built_at > {{ mark }}
             or last_engaged_at > {{ mark }}
             or (fit_score + engagement_points * {{ decay(mark ~ ' - last_engaged_at') }}
                     >= {{ threshold }} - 0.01
@@ -51,24 +49,18 @@
     ))
 {% endmacro %}
 
-{#- Pre-hook: wait for a build of the components in flight (its one_build_at_a_time lock)
-    and keep it out until this build commits: the components this build does not see are
-    written after it began. -#}
-{% macro lock_score_components() %}
-    select pg_advisory_xact_lock(hashtext('nurture:build:{{ ref('int_lead_score_components') }}'))
-{% endmacro %}
-
 {#- Post-hook: when this build scored the leads (its transaction's start, the `scored_at`
     of its rows), under a name that holds what the scores are made with, so that a build
     after that changed compares every lead. A back-test or an empty build forgets the
     mark instead: it did not compare the leads as of now. -#}
 {% macro remember_score_history_build() %}
+    {%- set name = score_history_mark_name() %}
     delete from {{ build_marks_table() }}
     where model like '{{ this.identifier }}:%'
     {%- if score_history_marks_kept() %}
-        and model <> '{{ score_history_mark_name() }}';
+        and model <> '{{ name }}';
     insert into {{ build_marks_table() }} (model, started_at)
-    values ('{{ score_history_mark_name() }}', now())
+    values ('{{ name }}', now())
     on conflict (model) do update set started_at = excluded.started_at
     {%- endif %};
 {% endmacro %}

@@ -11,7 +11,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         full_refresh=false,
-        pre_hook=["{{ lock_score_components() }}"],
+        pre_hook=["{{ one_build_at_a_time(ref('int_lead_score_components')) }}"],
         post_hook=["{{ remember_score_history_build() }}", "{{ index_mql_rows_by_time() }}"],
     )
 }}
