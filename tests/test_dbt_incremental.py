@@ -508,3 +508,19 @@ def test_big_raw_tables_are_tested_since_the_last_build_and_in_full_on_a_full_re
             cur.execute("delete from raw.page_visits where url = %s", (DUPLICATE_URL,))
             cur.execute("delete from raw.sendgrid_events where sg_event_id = %s", (UNKNOWN_EVENT,))
     assert filtered_test_failures("--full-refresh") == passing
+
+
+def test_no_model_keeps_the_same_index_twice(built):
+    """A contract's primary key already indexes its columns: an `indexes` config repeating
+    them is written on every insert and read by nothing."""
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "select indrelid::regclass::text, array_agg(indexrelid::regclass::text)"
+            " from pg_index join pg_class on pg_class.oid = indrelid"
+            " join pg_namespace on pg_namespace.oid = relnamespace"
+            " where nspname in ('intermediate', 'marts')"
+            " group by indrelid, indkey::text, indclass::text,"
+            " coalesce(pg_get_expr(indexprs, indrelid), ''),"
+            " coalesce(pg_get_expr(indpred, indrelid), '')"
+            " having count(*) > 1")
+        assert cur.fetchall() == []

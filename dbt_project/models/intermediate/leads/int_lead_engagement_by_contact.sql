@@ -5,14 +5,15 @@
 --
 -- Incremental: a build redoes only the contacts with an event loaded since the last one
 -- (their events are read by contact), and every contact when the half-life changed or a
--- source of the events lost rows (the post-hook), as a full refresh would.
+-- source of the events lost rows (the post-hook), as a full refresh would. Indexed by
+-- contact by its primary key (the contract), and by loaded_at for the components' builds.
 {{
     config(
         materialized='incremental',
         unique_key='contact_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        indexes=[{'columns': ['contact_id'], 'unique': True}, {'columns': ['loaded_at']}],
+        indexes=[{'columns': ['loaded_at']}],
         post_hook=["{{ resum_engagement_after_deletions() }}"],
     )
 }}
