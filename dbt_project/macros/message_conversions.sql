@@ -26,10 +26,8 @@ final as (
         sends.program,
         sends.step,
         sends.channel,
-        coalesce(sends.template_version, 'none') as variant,
-        -- the day it was sent; for a message not sent, the day it was decided
-        cast(coalesce(sends.sent_at, sends.planned_at) at time zone 'UTC' as date)
-            as message_date,
+        {{ message_variant('sends') }} as variant,
+        {{ message_date('sends') }} as message_date,
         sends.contact_id,
         sends.state,
         sends.reason,
@@ -74,3 +72,13 @@ group by program, contact_id
     union all
     {{ conversion_inputs_loaded_since(mark) }}
 {% endmacro %}
+
+{#- A message's variant: the template version sent, 'none' when nothing was rendered. -#}
+{% macro message_variant(sends) -%}
+    coalesce({{ sends }}.template_version, 'none')
+{%- endmacro %}
+
+{#- A message's UTC day: when it was sent; for a message not sent, when it was decided. -#}
+{% macro message_date(sends) -%}
+    cast(coalesce({{ sends }}.sent_at, {{ sends }}.planned_at) at time zone 'UTC' as date)
+{%- endmacro %}

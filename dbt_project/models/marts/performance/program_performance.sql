@@ -2,48 +2,34 @@
 -- program's goal. There are no A/B content variants yet: the variant is the template
 -- version, a hash of the content actually sent, so a changed template starts a new one.
 --
--- With two parallel workers, unlike the other models: it comes last in a build, after the
--- per-message table, when dbt's other threads are done and the cores idle; they halve its
--- 4M-row aggregate.
-{{ config(pre_hook="set max_parallel_workers_per_gather = 2") }}
+-- The counts come from int_message_outcomes_by_day, built beside lead scoring; only the
+-- conversions are counted here, from the messages that converted (int_message_conversions'
+-- index on converted_at), so a build does not aggregate every message after the score.
 with
 
-messages as (
+outcomes as (
 
-    -- each message with its step, variant, day, outcome and conversion
-    -- (int_message_conversions, incremental)
-    select
-        *,
-        -- the message's enrollment reached the program's goal after it went out
-        coalesce(converted_at >= sent_at, false) as has_converted
+    select * from {{ ref('int_message_outcomes_by_day') }}
+
+),
+
+conversions as (
+
+    -- sent messages whose enrollment reached the program's goal after they went out
+    select program, step, channel, variant, message_date, count(*) as converted
     from {{ ref('int_message_conversions') }}
+    where converted_at is not null and converted_at >= sent_at and was_sent
+    group by program, step, channel, variant, message_date
 
 ),
 
 final as (
 
     select
-        program,
-        step,
-        channel,
-        variant,
-        message_date,
-        count(*) filter (where state in ('planned', 'sending', 'sent', 'failed', 'unknown'))
-            as planned,
-        count(*) filter (where was_sent) as sent,
-        count(*) filter (where state = 'failed') as failed,
-        count(*) filter (where state = 'unknown') as outcome_unknown,
-        count(*) filter (where state = 'skipped' and reason = 'held_out') as held_out,
-        count(*) filter (where state = 'skipped' and reason <> 'held_out') as skipped,
-        count(*) filter (where state = 'deferred') as deferred,
-        count(*) filter (where was_sent and was_delivered) as delivered,
-        count(*) filter (where was_sent and was_opened) as opened,
-        count(*) filter (where was_sent and was_clicked) as clicked,
-        count(*) filter (where was_sent and was_bounced) as bounced,
-        count(*) filter (where was_sent and was_unsubscribed) as unsubscribed,
-        count(*) filter (where was_sent and has_converted) as converted
-    from messages
-    group by program, step, channel, variant, message_date
+        outcomes.*,
+        coalesce(conversions.converted, 0) as converted
+    from outcomes
+    left join conversions using (program, step, channel, variant, message_date)
 
 )
 
