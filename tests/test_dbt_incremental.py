@@ -42,12 +42,15 @@ INCREMENTAL = {"intermediate.int_lead_engagement_events": "engagement_event_id",
                "intermediate.int_webinar_invitees": "contact_id",
                "intermediate.int_webinar_audience_members": "contact_id",
                "intermediate.int_message_conversions": "ledger_id",
-               "intermediate.int_program_contact_outcomes": "contact_id"}
+               "intermediate.int_program_contact_outcomes": "contact_id",
+               # by day (message_outcomes.sql)
+               "intermediate.int_message_outcomes_by_day": "message_date, program, step"}
 SELECT = ["+int_lead_engagement_events", "+int_contact_activations", "+message_sends",
           "+contacts", "+consent_history", "+int_lead_stage_evidence", "+onboarding_audience",
           "+contacts_quarantined", "+int_program_conversions", "+int_lead_score_components",
           "+int_nurture_cycles", "+lifecycle_funnel", "+survey_audience",
-          "+int_webinar_audience_members", "+int_program_contact_outcomes"]
+          "+int_webinar_audience_members", "+int_program_contact_outcomes",
+          "+int_message_outcomes_by_day"]
 NEW_PHONE = "+358409990001"
 
 
@@ -261,7 +264,8 @@ REDONE_AFTER_LEDGER_ERASURE = {"marts.contacts", "marts.consent_history",
                                "intermediate.int_webinar_invitees",
                                "intermediate.int_webinar_audience_members",
                                "intermediate.int_message_conversions",
-                               "intermediate.int_program_contact_outcomes"}
+                               "intermediate.int_program_contact_outcomes",
+                               "intermediate.int_message_outcomes_by_day"}
 
 
 def test_the_incremental_build_wrote_only_what_the_day_touched(built):
@@ -524,3 +528,34 @@ def test_no_model_keeps_the_same_index_twice(built):
             " coalesce(pg_get_expr(indpred, indrelid), '')"
             " having count(*) > 1")
         assert cur.fetchall() == []
+
+
+def test_message_outcomes_count_again_the_days_a_message_left_or_joined(built):
+    """A deferred message decided again moves to today, a planned one sent today moves to
+    its sent day: the days they left are counted again too, as a full refresh counts them."""
+    exact = ("--vars", "{incremental_lookback: 0 seconds}")
+    select = ["+int_message_outcomes_by_day"]
+    contact, now = built["ids"]["signup"], built["now"]
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        day = Day(cur, now)
+        deferred = day.message(contact, "reminder", state="deferred", at=now - 3 * DAY)
+        planned = day.message(contact, "check_in", state="planned", at=now - 2 * DAY)
+        # written now, for days past
+        cur.execute("update nurture.message_ledger set updated_at = now()"
+                    " where ledger_id in (%s, %s)", (deferred, planned))
+    dbt_build(*exact, select=select)
+    counted = table("intermediate.int_message_outcomes_by_day")
+    left = (now - 3 * DAY).date()
+    assert [r for r in counted if r[4] == left and r[11] > 0]  # deferred, on its day
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        # as ledger.record decides a deferred row again, and ledger.settle sends one
+        cur.execute("update nurture.message_ledger set state = 'planned', planned_at = now(),"
+                    " updated_at = now() where ledger_id = %s", (deferred,))
+        cur.execute("update nurture.message_ledger set state = 'sent', sent_at = now(),"
+                    " updated_at = now() where ledger_id = %s", (planned,))
+    written = dbt_build(*exact, select=select)
+    incremental = table("intermediate.int_message_outcomes_by_day")
+    assert 0 < written["int_message_outcomes_by_day"] < len(incremental)
+    assert not [r for r in incremental if r[4] == left and r[11] > 0]
+    dbt_build("--full-refresh", select=select)
+    assert incremental == table("intermediate.int_message_outcomes_by_day")

@@ -26,7 +26,23 @@ conversions as (
 final as (
 
     select
-        outcomes.*,
+        outcomes.program,
+        outcomes.step,
+        outcomes.channel,
+        outcomes.variant,
+        outcomes.message_date,
+        outcomes.planned,
+        outcomes.sent,
+        outcomes.failed,
+        outcomes.outcome_unknown,
+        outcomes.held_out,
+        outcomes.skipped,
+        outcomes.deferred,
+        outcomes.delivered,
+        outcomes.opened,
+        outcomes.clicked,
+        outcomes.bounced,
+        outcomes.unsubscribed,
         coalesce(conversions.converted, 0) as converted
     from outcomes
     left join conversions using (program, step, channel, variant, message_date)
