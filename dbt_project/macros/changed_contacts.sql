@@ -16,7 +16,21 @@
             ~ " where contact_id is not null) as changed") %}
     {%- set count, ids = found.rows[0] %}
     {%- if count > var('incremental_contacts_limit') %}{{ return(none) }}{% endif %}
-    {{- return("/* changed contacts */ '" ~ ids | replace("'", "''") ~ "'::text[]") }}
+    {{- return(marked_array('changed contacts', ids | replace("'", "''"), 'text')) }}
+{% endmacro %}
+
+{#- `'<elements>'::<type>[]`, marked with `name` for the model's pre-hook to find again in
+    its query (array_marked_in_query): asking again then could give another answer. -#}
+{% macro marked_array(name, elements, type) %}
+    {{- return("/* " ~ name ~ " */ '" ~ elements ~ "'::" ~ type ~ "[]") }}
+{% endmacro %}
+
+{#- The first array marked `name` (marked_array) in this model's compiled query; none when
+    there is none. -#}
+{% macro array_marked_in_query(name) %}
+    {%- set found = modules.re.search("/\\* " ~ name ~ " \\*/ ('(?:[^']|'')*'::\\w+\\[\\])",
+                                      model.compiled_code or '') %}
+    {{- return(found.group(1) if found else none) }}
 {% endmacro %}
 
 {#- Pre-hook: delete the rows of the contacts this build redoes (the first array
@@ -25,11 +39,9 @@
     became a customer, a survey milestone past its 30 days would stay. -#}
 {% macro forget_changed_contacts() %}
     {%- if is_incremental() %}
-    {%- set changed = modules.re.search(
-            "/\\* changed contacts \\*/ ('(?:[^']|'')*'::text\\[\\])",
-            model.compiled_code or '') %}
+    {%- set changed = array_marked_in_query('changed contacts') %}
     delete from {{ this }}
-    {%- if changed %} where contact_id = any({{ changed.group(1) }}){% endif %}
+    {%- if changed %} where contact_id = any({{ changed }}){% endif %}
     {%- endif %}
 {% endmacro %}
 

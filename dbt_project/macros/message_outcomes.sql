@@ -64,15 +64,15 @@ select * from final
     a deferred message again moves it to today (ledger.record): every day that held one. -#}
 {% macro message_days_touched() %}
     {%- if not execute or not is_incremental() %}{{ return(none) }}{% endif %}
-    {%- set rewritten = ref('message_sends') ~ " as sends where "
-                        ~ loaded_since_last_build('source_loaded_at') %}
     {%- set found = run_query(
             "select coalesce(array_agg(distinct day)::text, '{}') from ("
-            ~ " select " ~ message_date('sends') ~ " as day from " ~ rewritten
-            ~ " union all select cast(planned_at at time zone 'UTC' as date) from " ~ rewritten
+            ~ " select day from " ~ ref('message_sends') ~ " as sends"
+            ~ " cross join lateral (values (" ~ message_date('sends') ~ "),"
+            ~ " (cast(sends.planned_at at time zone 'UTC' as date))) as days (day)"
+            ~ " where " ~ loaded_since_last_build('source_loaded_at')
             ~ " union all select message_date from " ~ this ~ " where deferred > 0"
             ~ ") as touched") %}
-    {{- return("/* touched days */ '" ~ found.rows[0][0] ~ "'::date[]") }}
+    {{- return(marked_array('touched days', found.rows[0][0], 'date')) }}
 {% endmacro %}
 
 {#- Pre-hook: delete the rows of the days this build counts again (the array
@@ -80,11 +80,10 @@ select * from final
     leaves too. -#}
 {% macro forget_touched_days() %}
     {%- if is_incremental() %}
-    {%- set days = modules.re.search("/\\* touched days \\*/ ('[^']*'::date\\[\\])",
-                                     model.compiled_code or '') %}
+    {%- set days = array_marked_in_query('touched days') %}
     {%- if not days %}
     {{ exceptions.raise_compiler_error("forget_touched_days: no touched days in " ~ this) }}
     {%- endif %}
-    delete from {{ this }} where message_date = any({{ days.group(1) }})
+    delete from {{ this }} where message_date = any({{ days }})
     {%- endif %}
 {% endmacro %}
